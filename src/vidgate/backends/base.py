@@ -1,0 +1,147 @@
+"""The ports every backend implements.
+
+Two kinds of backend exist:
+
+* a :class:`LocalBackend` renders on this machine: the worker calls :meth:`generate` in a
+  task, and cancels that task to stop it;
+* a :class:`RemoteBackend` drives a provider's job API: ``submit`` once, then ``poll`` on a
+  schedule until the provider reports a terminal state; outputs are then copied into our
+  storage by the worker (``open_output`` streams them).
+
+A backend never touches our HTTP API or the database: it gets a request and returns values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from vidgate.runs.request import GenerationRequest
+from vidgate.runs.status import Status
+
+
+class BackendError(Exception):
+    """The backend failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class GenerationFailed(BackendError):
+    """Generation failed.
+
+    ``message`` is the technical detail kept in the run's ``error``; ``user_friendly`` is
+    shown to people; ``is_nsfw`` marks content-policy refusals.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        user_friendly: str | None = None,
+        is_nsfw: bool = False,
+        provider_status: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.user_friendly = user_friendly
+        self.is_nsfw = is_nsfw
+        self.provider_status = provider_status
+
+
+class GenerationCancelled(BackendError):
+    """The backend ended the run as cancelled."""
+
+
+class ProviderUnavailable(BackendError):
+    """A passing provider fault (429, 5xx, timeout, malformed answer): try again later."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+ProgressCallback = Callable[[float], Awaitable[None]]
+"""Called with a progress percentage (0-100) as work advances."""
+
+
+@dataclass(frozen=True)
+class LocalOutput:
+    path: Path
+    content_type: str = "video/mp4"
+
+
+class LocalBackend(Protocol):
+    """Renders on this machine. Cancel the awaiting task to stop it within a second."""
+
+    name: str
+
+    async def generate(
+        self,
+        request: GenerationRequest,
+        options: Mapping[str, Any],
+        workdir: Path,
+        on_progress: ProgressCallback,
+    ) -> LocalOutput:
+        """Render into ``workdir`` and return the file. Raises :class:`GenerationFailed`."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProviderJob:
+    """What must be remembered (durably) to find a provider job again after a restart."""
+
+    request_id: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderUpdate:
+    """One poll's answer, mapped to our statuses."""
+
+    status: Status
+    provider_status: str
+    progress: float | None = None
+    queue_position: int | None = None
+    output_urls: tuple[str, ...] = ()
+    error: str | None = None
+    is_nsfw: bool = False
+    user_friendly_error: str | None = None
+    retry_after_s: float | None = None
+
+
+class RemoteBackend(Protocol):
+    """A provider's job API. All I/O goes through the ``httpx.AsyncClient`` it was given."""
+
+    name: str
+    min_poll_interval_s: float
+
+    async def submit(
+        self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
+    ) -> ProviderJob: ...
+
+    async def poll(self, job: ProviderJob) -> ProviderUpdate: ...
+
+    async def cancel(self, job: ProviderJob) -> None: ...
+
+    def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
+        """Stream one output's bytes (adds the provider's auth where its URLs need it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """A ``[providers.NAME]`` config section, resolved (the key is read from the env at the edge).
+
+    ``poll_interval_s`` is the cadence the worker polls at (never below the adapter's
+    ``min_poll_interval_s``); ``timeout_s`` bounds every single HTTP call; ``options`` holds
+    provider-specific keys from the config section.
+    """
+
+    name: str
+    base_url: str
+    api_key: str | None = None
+    poll_interval_s: float = 5.0
+    timeout_s: float = 30.0
+    options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The domain: runs, statuses, ids and request normalisation. No I/O here."""
