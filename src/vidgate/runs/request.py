@@ -77,8 +77,8 @@ class GenerationRequest:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GenerationRequest:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k != "extra"},
-                   extra=dict(data.get("extra") or {}))
+        values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__ if k != "extra"}
+        return cls(**values, extra=dict(data.get("extra") or {}))
 
     @property
     def has_image(self) -> bool:
@@ -95,8 +95,14 @@ def _string(body: Mapping[str, Any], key: str) -> str | None:
 
 
 def _type_name(value: object) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "an array", dict: "an object"}
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -112,7 +118,7 @@ def parse_duration(value: object, key: str = "duration") -> float | None:
         seconds = float(m.group(1))
     else:
         raise InvalidRequest(
-            f"'{key}' must be a number of seconds like 5, \"5\" or \"5s\"; got {value!r:.40}",
+            f'\'{key}\' must be a number of seconds like 5, "5" or "5s"; got {value!r:.40}',
             field=key,
         )
     if not seconds > 0:

@@ -1,0 +1,1 @@
+"""Backends: one module per local renderer or remote provider."""

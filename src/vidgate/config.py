@@ -1,0 +1,214 @@
+"""Typed settings. The only module that reads the environment.
+
+Settings come from, in order of precedence: command-line flags, environment variables
+(``VIDGATE_DATA_DIR``, ``VIDGATE_CONFIG``, ``VIDGATE_DATABASE_URL``), the TOML config file,
+and the defaults below. Every key is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_DATA_DIR = Path(".vidgate")
+
+
+class ConfigError(Exception):
+    """The configuration is not valid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    public_base_url: str | None = None
+    """Absolute URL clients reach this server at; derived from each request when unset."""
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    status_retry_after_s: int = Field(2, ge=1)
+    """The poll interval suggested in ``Retry-After`` on non-terminal status responses."""
+    max_wait_s: int = Field(60, ge=0, le=300)
+    """The longest ``waitSeconds`` a long-poll may hold a status request."""
+
+
+class LimitSettings(_Section):
+    prompt_max_chars: int = Field(4000, ge=1)
+    image_max_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    submits_per_minute: float = Field(50, gt=0)
+    """Token-bucket refill rate per API key; the bucket holds ``submit_burst`` tokens."""
+    submit_burst: int | None = Field(None, ge=1)
+    """Bucket size; defaults to ``submits_per_minute`` rounded up."""
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60)
+
+
+class WorkerSettings(_Section):
+    enabled: bool = True
+    """Run a worker inside ``vidgate serve`` (the single-machine default)."""
+    concurrency: int = Field(2, ge=1, le=256)
+    """Local renders at once per worker process."""
+    lease_s: float = Field(15, ge=1)
+    """How long a claim lasts without a heartbeat; a dead worker's runs are retaken after it."""
+    heartbeat_s: float = Field(0.5, gt=0)
+    """How often leases are renewed and cancellations noticed (a cancel stops a render within
+    about this long)."""
+    idle_poll_s: float = Field(0.25, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    """Claims of one run before it is failed instead of retried (a run that kills workers)."""
+    remote_concurrency: int = Field(200, ge=1)
+    """Provider HTTP calls in flight at once per worker process."""
+
+
+class StorageSettings(_Section):
+    kind: Literal["local"] = "local"
+    path: Path | None = None
+    """Where local storage keeps files; default ``DATA_DIR/files``."""
+    url_ttl_s: int = Field(24 * 3600, ge=60)
+    copy_attempts: int = Field(5, ge=1)
+
+
+class ModerationSettings(_Section):
+    blocked_words: list[str] = Field(default_factory=list)
+    blocked_patterns: list[str] = Field(default_factory=lambda: [r"\bsandbox:blocked\b"])
+    message: str = "Your prompt was blocked by the content policy. Please modify it and try again."
+
+
+class ProviderConfig(_Section):
+    base_url: str
+    api_key_env: str | None = None
+    poll_interval_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(30.0, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Section):
+    backend: str
+    provider_model: str | None = None
+    provider: str | None = None
+    """Which ``[providers.X]`` section a remote backend uses; defaults to ``backend``."""
+    name: str | None = None
+    description: str = ""
+    enabled: bool = True
+    price_usd: float = Field(0.0, ge=0)
+    price_per_second_usd: float = Field(0.0, ge=0)
+    deadline_s: float = Field(3600, gt=0)
+    """A remote run still unfinished this long after submit is failed with a clear error."""
+    text_to_video: bool = True
+    image_to_video: bool = False
+    parameters: dict[str, dict[str, Any]] | None = None
+    """Catalog parameter specs; omitted → the backend's defaults."""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_models() -> dict[str, ModelConfig]:
+    return {
+        "testcard-video": ModelConfig(
+            backend="testcard",
+            name="Testcard (text to video)",
+            description="Built-in CPU test pattern with the prompt rendered into each frame. "
+            "Sandbox model: see the sandbox:* prompt switches.",
+            options={"mode": "text"},
+        ),
+        "testcard-image-video": ModelConfig(
+            backend="testcard",
+            name="Testcard (image to video)",
+            description="Built-in CPU renderer that animates the given image.",
+            text_to_video=False,
+            image_to_video=True,
+            options={"mode": "image"},
+        ),
+    }
+
+
+class Settings(_Section):
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    """SQLAlchemy URL; default ``sqlite+aiosqlite:///DATA_DIR/vidgate.db``."""
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    moderation: ModerationSettings = Field(default_factory=ModerationSettings)
+    models: dict[str, ModelConfig] = Field(default_factory=_default_models)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _merge_default_models(cls, value: object) -> object:
+        if not isinstance(value, Mapping):
+            return value
+        merged: dict[str, Any] = dict(_default_models())
+        merged.update(value)
+        return merged
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'vidgate.db').resolve()}"
+
+    @property
+    def storage_path(self) -> Path:
+        return self.storage.path or self.data_dir / "files"
+
+    def enabled_models(self) -> dict[str, ModelConfig]:
+        return {slug: m for slug, m in self.models.items() if m.enabled}
+
+    def provider_api_key(self, provider: str, env: Mapping[str, str] | None = None) -> str | None:
+        config = self.providers.get(provider)
+        if config is None or not config.api_key_env:
+            return None
+        return (os.environ if env is None else env).get(config.api_key_env)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    data_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from flags (the arguments), the environment and the config file."""
+    env = os.environ if env is None else env
+    if config_file is None and env.get("VIDGATE_CONFIG"):
+        config_file = Path(env["VIDGATE_CONFIG"])
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config_file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+    if data_dir is not None:
+        raw["data_dir"] = str(data_dir)
+    elif env.get("VIDGATE_DATA_DIR"):
+        raw["data_dir"] = env["VIDGATE_DATA_DIR"]
+    if env.get("VIDGATE_DATABASE_URL"):
+        raw["database_url"] = env["VIDGATE_DATABASE_URL"]
+    for key, value in (overrides or {}).items():
+        raw[key] = value
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        where = f" in {config_file}" if config_file else ""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration{where}: {problems}") from None
+    for slug, model in settings.models.items():
+        provider = model.provider or model.backend
+        if model.backend not in LOCAL_BACKENDS and provider not in settings.providers:
+            raise ConfigError(
+                f"model {slug!r} uses backend {model.backend!r} but no [providers.{provider}] "
+                "section is configured"
+            )
+    return settings
+
+
+LOCAL_BACKENDS = frozenset({"testcard"})

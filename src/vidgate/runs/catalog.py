@@ -1,0 +1,162 @@
+"""The model catalog: which slugs exist, what they accept, what they cost."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from vidgate.runs.errors import InvalidRequest, UnknownModel
+from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
+
+TESTCARD_RESOLUTIONS = ("240p", "360p", "480p", "540p", "720p", "1080p")
+
+
+def testcard_parameters() -> dict[str, dict[str, Any]]:
+    return {
+        "duration": {
+            "type": "integer",
+            "default": 5,
+            "min": 1,
+            "max": 20,
+            "description": "Length in seconds",
+        },
+        "aspect_ratio": {"type": "select", "default": "16:9", "options": list(ASPECT_RATIOS)},
+        "resolution": {"type": "select", "default": "480p", "options": list(TESTCARD_RESOLUTIONS)},
+        "seed": {
+            "type": "integer",
+            "default": 0,
+            "description": "Same seed and parameters give a byte-identical file",
+        },
+    }
+
+
+def generic_parameters() -> dict[str, dict[str, Any]]:
+    return {
+        "duration": {"type": "integer", "default": 5, "min": 1, "max": 60},
+        "aspect_ratio": {"type": "select", "default": "16:9", "options": list(ASPECT_RATIOS)},
+        "resolution": {
+            "type": "select",
+            "default": "720p",
+            "options": ["480p", "540p", "720p", "1080p"],
+        },
+        "seed": {"type": "integer"},
+        "negative_prompt": {"type": "string"},
+    }
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    slug: str
+    backend: str
+    name: str
+    description: str = ""
+    provider: str | None = None
+    provider_model: str | None = None
+    text_to_video: bool = True
+    image_to_video: bool = False
+    price_usd: float = 0.0
+    price_per_second_usd: float = 0.0
+    deadline_s: float = 3600.0
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def estimate_cost(self, request: GenerationRequest) -> float:
+        seconds = request.duration_s or self.default_duration_s
+        return round(self.price_usd + self.price_per_second_usd * seconds, 6)
+
+    @property
+    def default_duration_s(self) -> float:
+        return float(self.parameters.get("duration", {}).get("default", 5))
+
+    def validate(self, request: GenerationRequest) -> None:
+        """Check a request against this model's parameters; raises InvalidRequest."""
+        if not self.text_to_video and not request.has_image:
+            raise InvalidRequest(
+                f"model {self.slug!r} animates an image: send 'imageDataUrl' or 'imageUrl'",
+                field="imageDataUrl",
+            )
+        if not self.image_to_video and request.has_image:
+            raise InvalidRequest(
+                f"model {self.slug!r} does not take an image; use an image-to-video model",
+                field="imageDataUrl",
+            )
+        if self.text_to_video and not request.has_image and not (request.prompt or "").strip():
+            raise InvalidRequest(f"'prompt' is required by model {self.slug!r}", field="prompt")
+        duration = self.parameters.get("duration")
+        if duration and request.duration_s is not None:
+            low, high = duration.get("min"), duration.get("max")
+            if (low is not None and request.duration_s < low) or (
+                high is not None and request.duration_s > high
+            ):
+                raise InvalidRequest(
+                    f"'duration' must be between {low} and {high} seconds for {self.slug!r}; "
+                    f"got {_fmt(request.duration_s)}",
+                    field="duration",
+                )
+        for key, value in (
+            ("aspect_ratio", request.aspect_ratio),
+            ("resolution", request.resolution),
+        ):
+            options = self.parameters.get(key, {}).get("options")
+            if value is not None and options and value not in options:
+                raise InvalidRequest(
+                    f"'{key}' must be one of {', '.join(options)} for {self.slug!r}; got {value!r}",
+                    field=key,
+                )
+
+    def to_json(self) -> dict[str, Any]:
+        inputs = (["text"] if self.text_to_video else []) + (
+            ["image"] if self.image_to_video else []
+        )
+        pricing: dict[str, Any] = {"currency": "USD"}
+        if self.price_usd:
+            pricing["per_video"] = self.price_usd
+        if self.price_per_second_usd:
+            pricing["per_second"] = self.price_per_second_usd
+        if not self.price_usd and not self.price_per_second_usd:
+            pricing["per_video"] = 0
+        return {
+            "id": self.slug,
+            "object": "model",
+            "name": self.name,
+            "description": self.description,
+            "architecture": {
+                "modality": "video",
+                "input_modalities": inputs,
+                "output_modalities": ["video"],
+            },
+            "pricing": pricing,
+            "capabilities": {
+                "video_generation": True,
+                "text_to_video": self.text_to_video,
+                "image_to_video": self.image_to_video,
+                "audio_generation": False,
+            },
+            "supported_parameters": {
+                "parameters": self.parameters,
+                "defaults": {k: v["default"] for k, v in self.parameters.items() if "default" in v},
+            },
+        }
+
+
+def _fmt(seconds: float) -> str:
+    return str(int(seconds)) if math.isclose(seconds, round(seconds)) else str(seconds)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: dict[str, ModelSpec]
+
+    def get(self, slug: str) -> ModelSpec:
+        try:
+            return self.models[slug]
+        except KeyError:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise UnknownModel(
+                f"unknown model {slug!r}; models served here: {known}", field="model"
+            ) from None
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self.models.values())

@@ -1,0 +1,53 @@
+"""Turning a submit body into a new run: validate, moderate, price. Pure: no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from vidgate.runs.catalog import Catalog
+from vidgate.runs.ids import new_run_id
+from vidgate.runs.moderation import Moderation
+from vidgate.runs.request import Limits, normalise
+from vidgate.runs.sandbox import parse_sandbox
+from vidgate.store.records import NewRun
+
+LOCAL_SANDBOX_BACKENDS = frozenset({"testcard"})
+
+
+def request_hash(body: object) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def prepare_run(
+    body: object,
+    *,
+    api_key_id: str,
+    catalog: Catalog,
+    limits: Limits,
+    moderation: Moderation,
+    now: float,
+    idempotency_key: str | None = None,
+) -> NewRun:
+    """Validate a parsed JSON body; raises InvalidRequest, UnknownModel or
+    ContentPolicyViolation with a message meant for the caller."""
+    request = normalise(body, limits)
+    spec = catalog.get(request.model)
+    spec.validate(request)
+    moderation.check(request)
+    available_at = now
+    if spec.backend in LOCAL_SANDBOX_BACKENDS:
+        available_at += parse_sandbox(request.prompt)[1].queue_s
+    return NewRun(
+        id=new_run_id(int(now * 1000)),
+        api_key_id=api_key_id,
+        model=spec.slug,
+        backend=spec.backend,
+        request=request.to_json(),
+        cost=spec.estimate_cost(request),
+        available_at=available_at,
+        deadline_at=None if spec.backend in LOCAL_SANDBOX_BACKENDS else now + spec.deadline_s,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(body) if idempotency_key else None,
+    )

@@ -1,0 +1,1 @@
+"""HTTP only: app factory, routes, auth, errors, rate limits."""

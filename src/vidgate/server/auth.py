@@ -1,0 +1,33 @@
+"""API keys from ``x-api-key`` or ``Authorization: Bearer``."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from vidgate.server.errors import ApiError
+from vidgate.server.state import AppState
+from vidgate.store.records import KeyRecord
+
+
+def presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+async def require_key(request: Request) -> KeyRecord:
+    state: AppState = request.app.state.vidgate
+    secret = presented_key(request)
+    if secret is None:
+        raise ApiError(
+            401, "missing API key: send it in the x-api-key header or as Authorization: Bearer KEY"
+        )
+    key = await state.store.authenticate(secret)
+    if key is None:
+        raise ApiError(401, "invalid or revoked API key; create one with `vidgate keys create`")
+    return key

@@ -1,0 +1,26 @@
+"""What the routes share: built once by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vidgate.config import Settings
+from vidgate.runs.catalog import Catalog
+from vidgate.runs.moderation import Moderation
+from vidgate.runs.request import Limits
+from vidgate.server.ratelimit import TokenBucketLimiter
+from vidgate.storage.local import LocalStorage
+from vidgate.store.sql import SQLStore
+from vidgate.worker.local import LocalWorker
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: SQLStore
+    storage: LocalStorage
+    catalog: Catalog
+    moderation: Moderation
+    limits: Limits
+    limiter: TokenBucketLimiter
+    worker: LocalWorker | None = None

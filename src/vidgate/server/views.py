@@ -1,0 +1,100 @@
+"""Runs rendered as the upstream wire shapes. Fields that don't apply are left out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from vidgate.runs.status import Status
+from vidgate.store.records import RunRecord
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class OutputLink:
+    url: str
+    expires_at: float
+
+
+def _data(run: RunRecord, link: OutputLink | None, queue_position: int | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"status": run.status.value}
+    if link is not None and run.status is Status.COMPLETED:
+        data["output"] = {"video": {"url": link.url}}
+        data["expiresAt"] = iso(link.expires_at)
+    data["cost"] = run.cost
+    if run.status is Status.FAILED:
+        data["error"] = run.error or "Video generation failed"
+        data["isNSFWError"] = run.is_nsfw
+        if run.user_friendly_error:
+            data["userFriendlyError"] = run.user_friendly_error
+    elif run.status is Status.CANCELLED and run.error:
+        data["error"] = run.error
+    if run.status is Status.COMPLETED:
+        data["progress"] = 100
+    elif run.progress is not None:
+        data["progress"] = run.progress
+    elif run.status is Status.IN_QUEUE:
+        data["progress"] = 0
+    if queue_position is not None and run.status is Status.IN_QUEUE:
+        data["queuePosition"] = queue_position
+    for key, value in (
+        ("createdAt", iso(run.created_at)),
+        ("startedAt", iso(run.started_at)),
+        ("completedAt", iso(run.completed_at)),
+        ("providerStatus", run.provider_status),
+    ):
+        if value is not None:
+            data[key] = value
+    return data
+
+
+def legacy_status(
+    run: RunRecord, link: OutputLink | None, queue_position: int | None = None
+) -> dict[str, Any]:
+    """``GET /api/generate-video/status``: ``{"data": {..., "request_id": ...}}``."""
+    data = _data(run, link, queue_position)
+    data = {"status": data.pop("status"), "request_id": run.provider_request_id or run.id, **data}
+    return {"data": data}
+
+
+def unified_status(
+    run: RunRecord, link: OutputLink | None, queue_position: int | None = None
+) -> dict[str, Any]:
+    """``GET /api/video/status``: flat fields (lower-case status) plus the nested ``data``."""
+    data = _data(run, link, queue_position)
+    data = {"status": data.pop("status"), "requestId": run.id, **data}
+    body: dict[str, Any] = {
+        "requestId": run.id,
+        "model": run.model,
+        "status": run.status.flat,
+        "progress": data.get("progress"),
+        "estimatedTimeRemaining": None,
+        "videoUrl": link.url if link is not None and run.status is Status.COMPLETED else None,
+        "error": data.get("error"),
+        "createdAt": iso(run.created_at),
+        "completedAt": iso(run.completed_at),
+    }
+    if run.status is Status.FAILED:
+        body["isNSFWError"] = run.is_nsfw
+        if run.user_friendly_error:
+            body["userFriendlyError"] = run.user_friendly_error
+    body["data"] = data
+    return body
+
+
+def submit_response(run: RunRecord) -> dict[str, Any]:
+    return {
+        "runId": run.id,
+        "id": run.id,
+        "status": "pending",
+        "model": run.model,
+        "cost": run.cost,
+        "paymentSource": "USD",
+        "remainingBalance": None,
+    }

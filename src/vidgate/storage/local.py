@@ -1,0 +1,135 @@
+"""Local-directory storage with HMAC-signed, expiring URLs served by ``GET /files/<key>``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import mimetypes
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+
+
+class StorageError(Exception):
+    """Storage failed."""
+
+
+class BadSignature(StorageError):
+    """The file URL's signature is wrong or has expired."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    content_type: str
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The server's signing secret, generated on first use and kept (mode 0600) at ``path``."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_bytes(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value.hex())
+    try:
+        os.link(tmp, path)  # fails if another process created it first
+    except FileExistsError:
+        tmp.unlink()
+        return bytes.fromhex(path.read_text().strip())
+    tmp.unlink()
+    return value
+
+
+def content_type_for(key: str) -> str:
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+class LocalStorage:
+    def __init__(self, root: Path, secret: bytes) -> None:
+        self.root = root
+        self._secret = secret
+
+    def _path(self, key: str) -> Path:
+        if not _KEY_RE.fullmatch(key) or ".." in key.split("/"):
+            raise StorageError(f"invalid storage key {key!r}")
+        return self.root / key
+
+    async def put_file(self, key: str, source: Path, content_type: str) -> StoredObject:
+        """Move ``source`` into storage under ``key`` (atomically)."""
+        target = self._path(key)
+
+        def _move() -> int:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".part")
+            shutil.move(source, tmp)
+            os.replace(tmp, target)
+            return target.stat().st_size
+
+        size = await asyncio.to_thread(_move)
+        return StoredObject(key, size, content_type)
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str
+    ) -> StoredObject:
+        """Write a stream of chunks under ``key``; nothing is held whole in memory."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".{secrets.token_hex(4)}.part")
+        size = 0
+        try:
+            with tmp.open("wb") as handle:
+                async for chunk in chunks:
+                    await asyncio.to_thread(handle.write, chunk)
+                    size += len(chunk)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return StoredObject(key, size, content_type)
+
+    async def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def _sign(self, key: str, expires: int) -> str:
+        mac = hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    def signed_url(
+        self, key: str, base_url: str, ttl_s: int, now: float | None = None
+    ) -> tuple[str, int]:
+        """An absolute URL for ``key`` that works without an API key until it expires."""
+        expires = int((time.time() if now is None else now) + ttl_s)
+        query = urlencode({"exp": expires, "sig": self._sign(key, expires)})
+        return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}", expires
+
+    def open_signed(self, key: str, exp: str | None, sig: str | None) -> Path:
+        """The file behind a signed URL; BadSignature if the signature is wrong or expired,
+        FileNotFoundError if the file is gone."""
+        if not exp or not sig or not exp.isdigit():
+            raise BadSignature("this file URL is missing its signature (exp and sig)")
+        if not hmac.compare_digest(self._sign(key, int(exp)), sig):
+            raise BadSignature("this file URL's signature is not valid")
+        if int(exp) < time.time():
+            raise BadSignature("this file URL has expired; fetch the run's status for a new one")
+        try:
+            path = self._path(key)
+        except StorageError:
+            raise BadSignature("this file URL's signature is not valid") from None
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        return path

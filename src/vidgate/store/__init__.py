@@ -1,0 +1,1 @@
+"""Persistence: the run store (SQL) and its migrations."""

@@ -1,0 +1,76 @@
+"""Table definitions (SQLAlchemy Core). Migrations in ``migrations/`` create them.
+
+Times are UNIX epoch seconds (floats): one representation on SQLite and PostgreSQL, compared
+as numbers in the claim and lease queries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("webhook_secret", String(100), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("api_key_id", String(40), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("backend", String(50), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("idempotency_key", String(200)),
+    Column("request_hash", String(64)),
+    Column("progress", Float),
+    Column("provider_request_id", String(500)),
+    Column("provider_state", JSON),
+    Column("provider_status", String(100)),
+    Column("error", Text),
+    Column("user_friendly_error", Text),
+    Column("is_nsfw", Boolean, nullable=False, default=False),
+    Column("output_key", String(500)),
+    Column("output_content_type", String(100)),
+    Column("output_size", BigInteger),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("completed_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Column("available_at", Float, nullable=False),
+    Column("deadline_at", Float),
+    Column("next_poll_at", Float),
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+    UniqueConstraint("api_key_id", "idempotency_key", name="uq_runs_key_idempotency"),
+)
+
+Index("ix_runs_claim", runs.c.status, runs.c.available_at, runs.c.created_at)
+Index("ix_runs_lease", runs.c.status, runs.c.lease_expires_at)
+Index("ix_runs_owner", runs.c.lease_owner)
+Index("ix_runs_api_key", runs.c.api_key_id, runs.c.created_at)

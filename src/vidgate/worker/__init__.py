@@ -1,0 +1,1 @@
+"""Workers: claim runs, drive backends, keep leases."""

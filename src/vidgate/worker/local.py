@@ -1,0 +1,216 @@
+"""The worker for local backends (testcard, diffusers).
+
+One loop claims due runs while fewer than ``concurrency`` are active; each claimed run is a
+task. A second loop renews the leases of all active runs every ``heartbeat_s`` in one query;
+a run missing from the answer was cancelled (or taken over), and its task is cancelled, which
+kills the render. A run whose worker died is claimed again once its lease has expired; after
+``max_attempts`` claims it is failed instead of retried forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import shutil
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vidgate.backends.base import (
+    GenerationCancelled,
+    GenerationFailed,
+    LocalBackend,
+)
+from vidgate.config import WorkerSettings
+from vidgate.logs import event
+from vidgate.runs.catalog import Catalog
+from vidgate.runs.status import Status
+from vidgate.storage.local import LocalStorage
+from vidgate.store.records import RunRecord
+from vidgate.store.sql import SQLStore
+
+log = logging.getLogger("vidgate.worker")
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+class LocalWorker:
+    def __init__(
+        self,
+        store: SQLStore,
+        storage: LocalStorage,
+        catalog: Catalog,
+        backends: Mapping[str, LocalBackend],
+        settings: WorkerSettings,
+        workdir: Path,
+        owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.catalog = catalog
+        self.backends = dict(backends)
+        self.settings = settings
+        self.workdir = workdir
+        self.owner = owner or new_owner_id()
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._progress: dict[str, float] = {}
+
+    def wake(self) -> None:
+        """Look for work now (called after a submit in the same process)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        event(log, "worker.started", owner=self.owner, backends=",".join(self.backends))
+        heartbeat = asyncio.create_task(self._heartbeat_loop(stop))
+        try:
+            await self._claim_loop(stop)
+        finally:
+            heartbeat.cancel()
+            tasks = list(self._active.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(heartbeat, *tasks, return_exceptions=True)
+            await self.store.release(self.owner, list(self._active))
+            event(log, "worker.stopped", owner=self.owner, released=len(self._active))
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            claimed = None
+            if len(self._active) < self.settings.concurrency:
+                try:
+                    claimed = await self.store.claim_next(
+                        self.owner, self.backends, self.settings.lease_s
+                    )
+                except Exception:
+                    log.exception("worker.claim_failed")
+            if claimed is not None:
+                self._start(claimed)
+                continue
+            self._wake.clear()
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
+            await asyncio.wait(
+                waiters, timeout=self.settings.idle_poll_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _start(self, run: RunRecord) -> None:
+        task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
+        self._active[run.id] = task
+        task.add_done_callback(functools.partial(self._finished, run.id))
+
+    def _finished(self, run_id: str, _task: asyncio.Task[None]) -> None:
+        self._active.pop(run_id, None)
+        self._progress.pop(run_id, None)
+        self._wake.set()
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(self.settings.heartbeat_s)
+            ids = list(self._active)
+            if not ids:
+                continue
+            try:
+                held = await self.store.heartbeat(self.owner, ids, self.settings.lease_s)
+            except Exception:
+                log.exception("worker.heartbeat_failed")
+                continue
+            for run_id in ids:
+                task = self._active.get(run_id)
+                if run_id not in held and task is not None and not task.done():
+                    event(log, "run.stopping", run_id=run_id, reason="no longer held")
+                    task.cancel()
+
+    async def _execute(self, run: RunRecord) -> None:
+        event(log, "run.claimed", run_id=run.id, backend=run.backend, attempt=run.attempts)
+        if run.attempts > self.settings.max_attempts:
+            await self._finish(
+                run,
+                Status.FAILED,
+                error=f"the run was interrupted {run.attempts - 1} times (worker restarts or "
+                "crashes); giving up",
+                user_friendly_error="The video could not be generated. Please try again.",
+            )
+            return
+        workdir = self.workdir / run.id
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            spec = self.catalog.models.get(run.model)
+            backend = self.backends[run.backend]
+            options = spec.options if spec else {}
+            output = await backend.generate(
+                run.generation_request,
+                options,
+                workdir,
+                lambda percent: self._report_progress(run.id, percent),
+            )
+            key = f"{run.id}/video.mp4"
+            stored = await self.storage.put_file(key, output.path, output.content_type)
+            done = await self._finish(
+                run,
+                Status.COMPLETED,
+                progress=100.0,
+                output_key=stored.key,
+                output_content_type=stored.content_type,
+                output_size=stored.size,
+            )
+            if done is None:
+                await self.storage.delete(key)
+        except GenerationFailed as exc:
+            await self._finish(
+                run,
+                Status.FAILED,
+                error=str(exc),
+                user_friendly_error=exc.user_friendly,
+                is_nsfw=exc.is_nsfw,
+                provider_status=exc.provider_status,
+            )
+        except GenerationCancelled as exc:
+            await self._finish(run, Status.CANCELLED, error=str(exc))
+        except asyncio.CancelledError:
+            event(log, "run.stopped", run_id=run.id)
+            raise
+        except Exception as exc:
+            log.exception("run.crashed run_id=%s", run.id)
+            await self._finish(
+                run,
+                Status.FAILED,
+                error=f"internal error: {type(exc).__name__}: {exc}",
+                user_friendly_error="The video could not be generated. Please try again.",
+            )
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _report_progress(self, run_id: str, percent: float) -> None:
+        percent = max(0.0, min(99.0, round(percent, 1)))
+        if self._progress.get(run_id) == percent:
+            return
+        self._progress[run_id] = percent
+        try:
+            await self.store.update_running(run_id, self.owner, progress=percent)
+        except Exception:
+            log.exception("run.progress_failed run_id=%s", run_id)
+
+    async def _finish(self, run: RunRecord, status: Status, **values: Any) -> RunRecord | None:
+        done = await self.store.transition(run.id, status, owner=self.owner, **values)
+        if done is None:
+            current = await self.store.get(run.id)
+            event(log, "run.finish_lost", run_id=run.id, wanted=status, now=current.status)
+        else:
+            elapsed = (done.completed_at or time.time()) - (done.started_at or done.created_at)
+            event(
+                log,
+                f"run.{status.value.lower()}",
+                run_id=run.id,
+                seconds=round(elapsed, 2),
+                error=values.get("error"),
+            )
+        return done
