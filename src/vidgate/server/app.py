@@ -92,9 +92,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    for path in schema.get("paths", {}).values():
+    for route, path in schema.get("paths", {}).items():
         for operation in path.values():
             operation.get("responses", {}).pop("422", None)
+            if route.startswith("/api/") and "401" in operation.get("responses", {}):
+                operation["security"] = [{"apiKeyAuth": []}, {"bearerAuth": []}]
     components = schema.get("components", {}).get("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)

@@ -110,10 +110,24 @@ class LocalStorage:
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def signed_url(
-        self, key: str, base_url: str, ttl_s: int, now: float | None = None
+        self,
+        key: str,
+        base_url: str,
+        ttl_s: int,
+        *,
+        issued_from: float | None = None,
+        now: float | None = None,
     ) -> tuple[str, int]:
-        """An absolute URL for ``key`` that works without an API key until it expires."""
-        expires = int((time.time() if now is None else now) + ttl_s)
+        """An absolute URL for ``key`` that works without an API key until it expires.
+
+        The expiry moves in steps of half the TTL counted from ``issued_from``, so repeated
+        polls get the same URL for a while, and every URL handed out stays valid for at
+        least half the TTL.
+        """
+        now = time.time() if now is None else now
+        origin = now if issued_from is None else min(issued_from, now)
+        half = ttl_s / 2
+        expires = int(origin + ttl_s + half * ((now - origin) // half))
         query = urlencode({"exp": expires, "sig": self._sign(key, expires)})
         return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}", expires
 
