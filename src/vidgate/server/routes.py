@@ -55,7 +55,7 @@ async def _read_json(request: Request, limit: int) -> Any:
     if not raw.strip():
         raise ApiError(400, "the request body is empty; send a JSON object with at least 'model'")
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ApiError(400, "the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:

@@ -1,0 +1,40 @@
+# vidgate: `make serve` to run it, `make test` to check it. Both set up .venv themselves.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PGDIR := /tmp/vidgate-test-pg-$(shell id -u)
+PYTEST_ARGS ?=
+
+.PHONY: serve test lint bench install clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vidgate needs Python 3.11 or newer (set PYTHON=...)")'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+## Start the server on the embedded default (SQLite + local files + in-process worker).
+serve: $(STAMP)
+	$(BIN)/vidgate serve $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+## Lint, type-check and run the whole suite against real SQLite and PostgreSQL.
+test: lint
+	@url=$$(scripts/postgres-for-tests.sh start $(PGDIR)) || exit 1; \
+	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)' EXIT; \
+	VIDGATE_TEST_DATABASE_URL=$$url $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

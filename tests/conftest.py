@@ -1,0 +1,85 @@
+"""Shared fixtures. ``live_server`` is one real ``vidgate serve`` process for the session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import TEST_CONFIG, LiveServer, running_server
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with running_server(tmp_path_factory.mktemp("live") / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start extra servers with their own config (e.g. a low rate limit); stopped after."""
+    started: list[LiveServer] = []
+    counter = iter(range(1000))
+
+    def start(config_text: str = TEST_CONFIG, extra_args: tuple[str, ...] = ()) -> LiveServer:
+        server = LiveServer(tmp_path / f"data{next(counter)}", config_text, extra_args)
+        server.api_key = server.create_key("test")
+        started.append(server.start())
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def png_data_url() -> str:
+    """A small real PNG as a data URL."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), (200, 40, 40)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _postgres_url() -> str | None:
+    import os
+
+    url = os.environ.get("VIDGATE_TEST_DATABASE_URL")
+    if not url and os.environ.get("CI"):
+        raise RuntimeError(
+            "CI must run the PostgreSQL tests: VIDGATE_TEST_DATABASE_URL is unset "
+            "(run the suite with `make test`)"
+        )
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh, empty database: SQLite in a temp dir, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    base = _postgres_url()
+    if base is None:
+        pytest.skip("PostgreSQL not configured: run the suite with `make test`")
+    import secrets
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(base)
+    name = "t_" + secrets.token_hex(6)
+    admin = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
