@@ -61,8 +61,6 @@ class WorkerSettings(_Section):
     idle_poll_s: float = Field(0.25, gt=0)
     max_attempts: int = Field(3, ge=1)
     """Claims of one run before it is failed instead of retried (a run that kills workers)."""
-    remote_concurrency: int = Field(200, ge=1)
-    """Provider HTTP calls in flight at once per worker process."""
 
 
 class StorageSettings(_Section):
@@ -70,7 +68,6 @@ class StorageSettings(_Section):
     path: Path | None = None
     """Where local storage keeps files; default ``DATA_DIR/files``."""
     url_ttl_s: int = Field(24 * 3600, ge=60)
-    copy_attempts: int = Field(5, ge=1)
 
 
 class ModerationSettings(_Section):
