@@ -59,6 +59,8 @@ class WorkerSettings(_Section):
     """How often leases are renewed and cancellations noticed (a cancel stops a render within
     about this long)."""
     idle_poll_s: float = Field(0.25, gt=0)
+    remote_concurrency: int = Field(200, ge=1, le=10000)
+    """Provider operations (submit, poll, copy) in flight at once per worker process."""
     max_attempts: int = Field(3, ge=1)
     """Claims of one run before it is failed instead of retried (a run that kills workers)."""
 
@@ -68,6 +70,8 @@ class StorageSettings(_Section):
     path: Path | None = None
     """Where local storage keeps files; default ``DATA_DIR/files``."""
     url_ttl_s: int = Field(24 * 3600, ge=60)
+    copy_attempts: int = Field(5, ge=1)
+    """Tries to copy a finished remote video into storage before the run is failed."""
 
 
 class ModerationSettings(_Section):

@@ -62,6 +62,11 @@ class ProviderUnavailable(BackendError):
         self.retry_after_s = retry_after_s
 
 
+class SubmitOutcomeUnknown(ProviderUnavailable):
+    """The submit request may have reached the provider, but its answer was lost (a timeout
+    after sending, a dropped connection, an unreadable success body): a job may exist."""
+
+
 ProgressCallback = Callable[[float], Awaitable[None]]
 """Called with a progress percentage (0-100) as work advances."""
 

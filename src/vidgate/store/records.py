@@ -39,6 +39,7 @@ class RunRecord:
     completed_at: float | None = None
     deadline_at: float | None = None
     next_poll_at: float | None = None
+    submit_started_at: float | None = None
     lease_owner: str | None = None
     lease_expires_at: float | None = None
 

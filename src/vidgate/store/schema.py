@@ -64,6 +64,7 @@ runs = Table(
     Column("available_at", Float, nullable=False),
     Column("deadline_at", Float),
     Column("next_poll_at", Float),
+    Column("submit_started_at", Float),
     Column("lease_owner", String(100)),
     Column("lease_expires_at", Float),
     Column("attempts", Integer, nullable=False, default=0),
@@ -74,3 +75,4 @@ Index("ix_runs_claim", runs.c.status, runs.c.available_at, runs.c.created_at)
 Index("ix_runs_lease", runs.c.status, runs.c.lease_expires_at)
 Index("ix_runs_owner", runs.c.lease_owner)
 Index("ix_runs_api_key", runs.c.api_key_id, runs.c.created_at)
+Index("ix_runs_remote_due", runs.c.backend, runs.c.next_poll_at)
