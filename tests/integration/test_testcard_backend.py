@@ -25,13 +25,12 @@ from PIL import Image
 
 from vidgate.backends.base import GenerationCancelled, GenerationFailed, LocalBackend
 from vidgate.backends.testcard import (
-    SandboxSwitches,
     TestcardBackend,
     TestcardOptions,
     _run_renderer,
-    parse_sandbox,
 )
 from vidgate.runs.request import GenerationRequest
+from vidgate.runs.sandbox import SandboxSwitches, parse_sandbox
 
 TEXT = {"mode": "text"}
 IMAGE = {"mode": "image"}

@@ -40,55 +40,17 @@ from vidgate.backends.base import (
 )
 from vidgate.backends.testcard_render import frame_size
 from vidgate.runs.request import GenerationRequest
+from vidgate.runs.sandbox import SandboxSwitches, parse_sandbox
 
-MAX_SANDBOX_S = 600.0
 IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP")  # MPO: the JPEG flavour many phones write
 IMAGE_MAX_PIXELS = 50_000_000
 OUTPUT_NAME = "testcard.mp4"
 _RENDERER = "vidgate.backends.testcard_render"
 _PROGRESS_EVERY_S = 0.25
 _PROGRESS_EVERY_PERCENT = 5.0
-_SANDBOX_RE = re.compile(
-    r"(?<![\w:])sandbox:(fail|nsfw|cancel|slow=(\d+(?:\.\d+)?)s?|queue=(\d+(?:\.\d+)?)s?)(?![\w.=:])",
-    re.IGNORECASE,
-)
 _DATA_URL_RE = re.compile(r"^data:image/[\w.+-]+(?:;[\w.+=-]+)*;base64,(.*)$", re.I | re.S)
 _FAILED_FRIENDLY = "The video could not be generated. Please try again."
 _NSFW_FRIENDLY = "Content flagged as inappropriate. Please modify your prompt and try again."
-
-
-@dataclass(frozen=True)
-class SandboxSwitches:
-    """What the ``sandbox:`` tokens in a prompt asked for."""
-
-    fail: bool = False
-    nsfw: bool = False
-    cancel: bool = False
-    slow_s: float = 0.0
-    queue_s: float = 0.0
-
-    @property
-    def stops_midway(self) -> bool:
-        return self.fail or self.nsfw or self.cancel
-
-
-def parse_sandbox(prompt: str | None) -> tuple[str, SandboxSwitches]:
-    """Split ``sandbox:`` switches (case-insensitive) from the prompt; unknown ones stay."""
-    found: dict[str, Any] = {}
-
-    def take(match: re.Match[str]) -> str:
-        word = match.group(1).lower()
-        if match.group(2) is not None:
-            found["slow_s"] = min(float(match.group(2)), MAX_SANDBOX_S)
-        elif match.group(3) is not None:
-            found["queue_s"] = min(float(match.group(3)), MAX_SANDBOX_S)
-        else:
-            found[word] = True
-        return ""
-
-    stripped = _SANDBOX_RE.sub(take, prompt or "")
-    lines = (re.sub(r"[ \t]{2,}", " ", line).strip() for line in stripped.splitlines())
-    return "\n".join(lines).strip(), SandboxSwitches(**found)
 
 
 @dataclass(frozen=True)
