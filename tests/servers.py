@@ -54,7 +54,11 @@ class LiveServer:
     """``vidgate serve`` as a child process on 127.0.0.1."""
 
     def __init__(
-        self, data_dir: Path, config_text: str = TEST_CONFIG, extra_args: Sequence[str] = ()
+        self,
+        data_dir: Path,
+        config_text: str = TEST_CONFIG,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +67,7 @@ class LiveServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.extra_args = list(extra_args)
+        self.env = {**os.environ, **(env or {})}
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.api_key = ""
@@ -88,6 +93,7 @@ class LiveServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=self.env,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

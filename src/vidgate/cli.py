@@ -136,9 +136,8 @@ def worker(
 ) -> None:
     """Run a worker process only (pair with `vidgate serve --no-worker`)."""
     from vidgate import logs
-    from vidgate.backends.registry import local_backends
     from vidgate.services import build_catalog, build_storage
-    from vidgate.worker.local import LocalWorker
+    from vidgate.worker.runtime import WorkerRuntime
 
     settings = _settings(data_dir, config)
     logs.configure(log_level.upper())
@@ -149,16 +148,9 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        local = LocalWorker(
-            store,
-            build_storage(settings),
-            build_catalog(settings),
-            local_backends(),
-            settings.worker,
-            settings.data_dir / "work",
-        )
+        runtime = WorkerRuntime(settings, store, build_storage(settings), build_catalog(settings))
         try:
-            await local.run(stop)
+            await runtime.run(stop)
         finally:
             await store.close()
 

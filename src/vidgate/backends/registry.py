@@ -1,11 +1,56 @@
-"""Which backend name maps to which implementation."""
+"""Which backend name maps to which implementation, built from settings."""
 
 from __future__ import annotations
 
-from vidgate.backends.base import LocalBackend
+import importlib
+from collections.abc import Mapping
+
+import httpx
+
+from vidgate.backends.base import LocalBackend, ProviderSettings, RemoteBackend
+from vidgate.config import LOCAL_BACKENDS, Settings
+
+REMOTE_ADAPTERS = frozenset({"fal", "replicate", "openai", "veo", "runway", "nanogpt"})
 
 
 def local_backends() -> dict[str, LocalBackend]:
     from vidgate.backends.testcard import TestcardBackend
 
     return {"testcard": TestcardBackend()}
+
+
+def provider_settings(
+    settings: Settings, env: Mapping[str, str] | None = None
+) -> dict[str, ProviderSettings]:
+    """Each ``[providers.NAME]`` section, with its key read from the environment."""
+    return {
+        name: ProviderSettings(
+            name=name,
+            base_url=config.base_url,
+            api_key=settings.provider_api_key(name, env),
+            poll_interval_s=config.poll_interval_s,
+            timeout_s=config.timeout_s,
+            options=dict(config.options),
+        )
+        for name, config in settings.providers.items()
+    }
+
+
+def remote_backends(
+    settings: Settings, http: httpx.AsyncClient, env: Mapping[str, str] | None = None
+) -> dict[str, RemoteBackend]:
+    """One adapter per provider section that a configured remote model uses, by provider."""
+    resolved = provider_settings(settings, env)
+    built: dict[str, RemoteBackend] = {}
+    for model in settings.enabled_models().values():
+        if model.backend in LOCAL_BACKENDS:
+            continue
+        provider = model.provider or model.backend
+        if provider in built:
+            continue
+        if model.backend not in REMOTE_ADAPTERS:
+            known = ", ".join(sorted(REMOTE_ADAPTERS | LOCAL_BACKENDS))
+            raise ValueError(f"unknown backend {model.backend!r}; known backends: {known}")
+        module = importlib.import_module(f"vidgate.backends.{model.backend}")
+        built[provider] = module.build(http, resolved[provider])
+    return built

@@ -10,7 +10,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from vidgate.backends.registry import local_backends
 from vidgate.config import Settings
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
@@ -20,7 +19,7 @@ from vidgate.server.routes import router
 from vidgate.server.state import AppState
 from vidgate.services import build_catalog, build_storage
 from vidgate.store.sql import SQLStore
-from vidgate.worker.local import LocalWorker
+from vidgate.worker.runtime import WorkerRuntime
 
 
 def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI:
@@ -54,14 +53,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         stop = asyncio.Event()
         worker_task = None
         if with_worker:
-            state.worker = LocalWorker(
-                store,
-                state.storage,
-                catalog,
-                local_backends(),
-                settings.worker,
-                settings.data_dir / "work",
-            )
+            state.worker = WorkerRuntime(settings, store, state.storage, catalog)
             worker_task = asyncio.create_task(state.worker.run(stop))
         app.state.vidgate = state
         try:

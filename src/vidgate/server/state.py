@@ -11,7 +11,7 @@ from vidgate.runs.request import Limits
 from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.storage.local import LocalStorage
 from vidgate.store.sql import SQLStore
-from vidgate.worker.local import LocalWorker
+from vidgate.worker.runtime import WorkerRuntime
 
 
 @dataclass
@@ -23,4 +23,4 @@ class AppState:
     moderation: Moderation
     limits: Limits
     limiter: TokenBucketLimiter
-    worker: LocalWorker | None = None
+    worker: WorkerRuntime | None = None
