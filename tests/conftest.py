@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import TEST_CONFIG, LiveServer, running_server
+from tests.servers import TEST_CONFIG, LiveServer, reap_all, running_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reap_processes() -> Iterator[None]:
+    """Whatever a test started (even one that timed out) does not outlive the session."""
+    yield
+    reap_all()
 
 
 @pytest.fixture(scope="session")

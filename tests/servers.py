@@ -11,10 +11,30 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 VIDGATE = [sys.executable, "-m", "vidgate.cli"]
+_SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
+def spawn(args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a process in its own group; :func:`reap_all` kills it if a test could not."""
+    process = subprocess.Popen(list(args), start_new_session=True, **kwargs)
+    _SPAWNED.append(process)
+    return process
+
+
+def reap_all() -> None:
+    """Kill every process group the tests started that is still alive."""
+    for process in _SPAWNED:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    _SPAWNED.clear()
+
 
 # Settings that keep tests quick and independent of the defaults' rate limit.
 TEST_CONFIG = """
@@ -78,7 +98,7 @@ class LiveServer:
 
     def start(self, timeout: float = 30) -> LiveServer:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 [
                     *VIDGATE,
                     "serve",
@@ -92,7 +112,6 @@ class LiveServer:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
                 env=self.env,
             )
         deadline = time.monotonic() + timeout

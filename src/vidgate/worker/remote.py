@@ -43,6 +43,7 @@ log = logging.getLogger("vidgate.poller")
 
 GENERIC_FAILURE = "The video could not be generated. Please try again."
 MAX_BACKOFF_S = 300.0
+CLAIM_BATCH = 500
 
 
 def backoff_s(failures: int, base_s: float, retry_after_s: float | None = None) -> float:
@@ -75,7 +76,6 @@ class RemotePoller:
         self.copy_attempts = copy_attempts
         self.submit_attempts = submit_attempts
         self.kinds = sorted({spec.backend for spec in catalog if spec.provider in self.backends})
-        self._slots = asyncio.Semaphore(settings.remote_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -85,19 +85,26 @@ class RemotePoller:
         try:
             while not stop.is_set():
                 free = self.settings.remote_concurrency - len(self._tasks)
+                if free <= 0:  # every slot busy: wait for one to free up
+                    await asyncio.wait(
+                        set(self._tasks),
+                        timeout=self.settings.idle_poll_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    continue
+                wanted = min(free, CLAIM_BATCH)
                 batch: list[RunRecord] = []
-                if free > 0:
-                    try:
-                        batch = await self.store.claim_remote(
-                            self.owner, self.kinds, min(free, 500), self.settings.lease_s
-                        )
-                    except Exception:
-                        log.exception("poller.claim_failed")
+                try:
+                    batch = await self.store.claim_remote(
+                        self.owner, self.kinds, wanted, self.settings.lease_s
+                    )
+                except Exception:
+                    log.exception("poller.claim_failed")
                 for run in batch:
                     task = asyncio.create_task(self._operate(run))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-                if len(batch) < min(free, 500):
+                if len(batch) < wanted:  # nothing more is due yet
                     await _sleep_or_stop(stop, self.settings.idle_poll_s)
         finally:
             for task in list(self._tasks):
@@ -106,23 +113,22 @@ class RemotePoller:
             event(log, "poller.stopped", owner=self.owner)
 
     async def _operate(self, run: RunRecord) -> None:
-        async with self._slots:
-            try:
-                spec = self.catalog.models.get(run.model)
-                backend = self.backends.get(spec.provider or "") if spec else None
-                if spec is None or backend is None:
-                    await self._fail(run, f"model {run.model!r} is no longer configured here")
-                elif run.status is Status.CANCELLED:
-                    await self._cancel_at_provider(run, backend)
-                elif run.provider_request_id is None:
-                    await self._submit(run, spec, backend)
-                else:
-                    await self._poll(run, spec, backend)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("poller.operation_crashed run_id=%s", run.id)
-                await self._retry_later(run, f"internal error: {type(exc).__name__}")
+        try:
+            spec = self.catalog.models.get(run.model)
+            backend = self.backends.get(spec.provider or "") if spec else None
+            if spec is None or backend is None:
+                await self._fail(run, f"model {run.model!r} is no longer configured here")
+            elif run.status is Status.CANCELLED:
+                await self._cancel_at_provider(run, backend)
+            elif run.provider_request_id is None:
+                await self._submit(run, spec, backend)
+            else:
+                await self._poll(run, spec, backend)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("poller.operation_crashed run_id=%s", run.id)
+            await self._retry_later(run, f"internal error: {type(exc).__name__}")
 
     # ---- submit --------------------------------------------------------------------
 
