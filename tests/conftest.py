@@ -71,6 +71,18 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path):  # type:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
         return
+    async for url in _fresh_postgres():
+        yield url
+
+
+@pytest.fixture
+async def postgres_url():  # type: ignore[no-untyped-def]
+    """A fresh, empty PostgreSQL database."""
+    async for url in _fresh_postgres():
+        yield url
+
+
+async def _fresh_postgres():  # type: ignore[no-untyped-def]
     base = _postgres_url()
     if base is None:
         pytest.skip("PostgreSQL not configured: run the suite with `make test`")
