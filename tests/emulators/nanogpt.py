@@ -30,7 +30,8 @@ fails with ``isNSFWError``; ``explode`` fails with an error. Time drives the sta
 ``queue_s`` seconds ``IN_QUEUE``, then ``run_s`` seconds ``IN_PROGRESS`` with a rising
 ``progress``, then the outcome.
 
-Fault operations: ``submit``, ``status``, ``cancel``, ``download`` (both the content redirect
+Fault operations: ``submit`` (before the job exists), ``submit_response`` (after it was
+created: the answer is lost), ``status``, ``cancel``, ``download`` (both the content redirect
 and the file).
 """
 
@@ -209,6 +210,8 @@ class NanoGPTEmulator:
         with self._lock:
             self.jobs[job.run_id] = job
             self.submit_bodies.append(body)
+        if (fault := await self.faults.apply("submit_response")) is not None:
+            return fault
         return JSONResponse(
             {
                 "runId": job.run_id,

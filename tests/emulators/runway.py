@@ -22,7 +22,8 @@ fails with ``INTERNAL.BAD_OUTPUT.CODE01``. Time drives the state: ``queue_s`` se
 ``RUNNING`` with progress rising from 0 to 1, then the outcome. Runway asks clients not to
 poll a task more than once every five seconds; the emulator does not enforce it.
 
-Fault operations: ``submit``, ``status``, ``cancel``, ``download``.
+Fault operations: ``submit`` (before the task exists), ``submit_response`` (after it was
+created: the answer is lost), ``status``, ``cancel``, ``download``.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class RunwayEmulator:
         with self._lock:
             self.tasks[task.task_id] = task
             self.submit_bodies.append({"endpoint": endpoint, **body})
+        if (fault := await self.faults.apply("submit_response")) is not None:
+            return fault
         return JSONResponse({"id": task.task_id})
 
     async def _task(self, request: Request) -> Response:

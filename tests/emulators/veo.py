@@ -28,7 +28,8 @@ with ``sampleCount`` videos. Time drives the state: an operation is running for
 ``queue_s + run_s`` seconds after submit and is done afterwards (Veo exposes no queue state or
 progress). No task runs per operation, so thousands of operations cost only a dict entry.
 
-Fault operations: ``submit``, ``status``, ``cancel``, ``download``.
+Fault operations: ``submit`` (before the operation exists), ``submit_response`` (after it was
+created: the answer is lost), ``status``, ``cancel``, ``download``.
 """
 
 from __future__ import annotations
@@ -200,6 +201,8 @@ class VeoEmulator:
         with self._lock:
             self.operations[op.op_id] = op
             self.submit_bodies.append(body)
+        if (fault := await self.faults.apply("submit_response")) is not None:
+            return fault
         return JSONResponse({"name": f"models/{model}/operations/{op.op_id}"})
 
     async def _status(self, request: Request, model: str, op_id: str) -> Response:

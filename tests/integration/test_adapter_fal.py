@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import email.utils
 import io
 import json
 import time
@@ -15,14 +14,16 @@ import httpx
 import pytest
 
 from tests.emulators.fal import API_KEY, FalState, create_app
-from tests.emulators.harness import Fault, LoopbackServer
+from tests.emulators.harness import Fault, LoopbackServer, free_port
 from vidgate.backends import fal
+from vidgate.backends._http import EXPIRED_FRIENDLY, NSFW_FRIENDLY
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,
     ProviderSettings,
     ProviderUnavailable,
     ProviderUpdate,
+    SubmitOutcomeUnknown,
 )
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
@@ -165,7 +166,7 @@ async def test_content_policy_refusal_is_nsfw(backend: fal.FalBackend) -> None:
     assert final.status is Status.FAILED
     assert final.is_nsfw
     assert final.error is not None and "content_policy_violation" in final.error
-    assert final.user_friendly_error == fal.NSFW_FRIENDLY
+    assert final.user_friendly_error == NSFW_FRIENDLY
 
 
 async def test_429_with_retry_after_is_unavailable_with_the_delay(
@@ -263,7 +264,7 @@ async def test_output_url_gone_after_ttl_is_generation_failed(
     await asyncio.sleep(0.2)
     with pytest.raises(GenerationFailed, match="HTTP 404") as error:
         await read_all(backend, job, url)
-    assert error.value.user_friendly == fal.EXPIRED_FRIENDLY
+    assert error.value.user_friendly == EXPIRED_FRIENDLY
 
 
 async def test_cancel_reaches_the_provider_and_poll_reports_cancelled(
@@ -407,21 +408,53 @@ async def test_repolling_after_a_restart_needs_only_the_saved_state(
     assert state.submits == 1
 
 
-async def test_a_lost_submit_answer_still_created_one_job(
-    backend: fal.FalBackend, state: FalState
+LOST_ANSWERS = [
+    pytest.param(Fault(kind="drop"), id="dropped"),
+    pytest.param(Fault(kind="delay", delay_s=0.6), id="timed-out"),
+    pytest.param(Fault(kind="malformed"), id="2xx-not-json"),
+    pytest.param(Fault(status=200, body={"status": "IN_QUEUE"}), id="2xx-without-id"),
+]
+
+
+@pytest.mark.parametrize("fault", LOST_ANSWERS)
+async def test_a_lost_submit_answer_is_outcome_unknown_and_one_job_exists(
+    http: httpx.AsyncClient, server: LoopbackServer, state: FalState, fault: Fault
 ) -> None:
-    state.faults.push("submit_response", Fault(kind="drop"))
-    with pytest.raises(ProviderUnavailable):
+    backend = fal.build(http, make_settings(server, timeout_s=0.3))
+    state.faults.push("submit_response", fault)
+    with pytest.raises(SubmitOutcomeUnknown):
         await backend.submit(request(), MODEL, {})
     assert state.submits == 1
 
 
-def test_retry_after_accepts_seconds_and_http_dates() -> None:
-    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert fal.retry_after_s(httpx.Headers({"Retry-After": "1.5"})) == 1.5
-    assert 25 < (fal.retry_after_s(httpx.Headers({"Retry-After": soon})) or 0) <= 30
-    assert fal.retry_after_s(httpx.Headers({"Retry-After": "soon"})) is None
-    assert fal.retry_after_s(httpx.Headers()) is None
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503])
+async def test_a_submit_answered_with_an_error_is_retryable_and_created_nothing(
+    backend: fal.FalBackend, state: FalState, status: int
+) -> None:
+    state.faults.push("submit", Fault(status=status))
+    with pytest.raises(ProviderUnavailable) as error:
+        await backend.submit(request(), MODEL, {})
+    assert type(error.value) is ProviderUnavailable
+    assert state.submits == 0
+
+
+async def test_a_submit_that_cannot_connect_is_retryable(http: httpx.AsyncClient) -> None:
+    closed = ProviderSettings(name="fal", base_url=f"http://127.0.0.1:{free_port()}", api_key="k")
+    with pytest.raises(ProviderUnavailable, match="ConnectError") as error:
+        await fal.build(http, closed).submit(request(), MODEL, {})
+    assert type(error.value) is ProviderUnavailable
+
+
+async def test_a_poll_with_a_refused_key_is_unavailable_and_names_the_key(
+    http: httpx.AsyncClient, server: LoopbackServer, backend: fal.FalBackend, state: FalState
+) -> None:
+    job = await backend.submit(request(), MODEL, {})
+    wrong = fal.build(http, make_settings(server, api_key="fal-wrong-key-987654321"))
+    with pytest.raises(ProviderUnavailable, match=r"HTTP 401: the provider refused our API key"):
+        await wrong.poll(job)
+    state.faults.push("status", Fault(status=403))
+    with pytest.raises(ProviderUnavailable, match=r"HTTP 403: the provider refused our API key"):
+        await backend.poll(job)
 
 
 def test_video_urls_are_found_in_the_usual_result_shapes() -> None:

@@ -13,7 +13,7 @@ import av
 import httpx
 import pytest
 
-from tests.emulators.harness import Fault, LoopbackServer
+from tests.emulators.harness import Fault, LoopbackServer, free_port
 from tests.emulators.media import sample_mp4
 from tests.emulators.nanogpt import NSFW_MESSAGE, NanoGPTEmulator
 from vidgate.backends.base import (
@@ -22,6 +22,7 @@ from vidgate.backends.base import (
     ProviderSettings,
     ProviderUnavailable,
     ProviderUpdate,
+    SubmitOutcomeUnknown,
 )
 from vidgate.backends.nanogpt import NanoGPTBackend, build
 from vidgate.runs.request import GenerationRequest
@@ -190,7 +191,7 @@ async def test_other_submit_rejections_are_permanent(
     served: tuple[NanoGPTEmulator, str],
 ) -> None:
     emu.balance = 0.1
-    with pytest.raises(GenerationFailed, match="HTTP 402 INSUFFICIENT_BALANCE") as caught:
+    with pytest.raises(GenerationFailed, match="HTTP 402: INSUFFICIENT_BALANCE") as caught:
         await backend.submit(request(), MODEL, {})
     assert not caught.value.is_nsfw
     wrong = build(http, settings(served[1], api_key="sk-nano-wrong"))
@@ -326,16 +327,23 @@ async def test_the_output_is_gone_after_its_ttl(
         await read_all(backend, job, done.output_urls[0])
 
 
-async def test_another_accounts_job_is_refused(
+async def test_a_poll_with_a_refused_key_is_unavailable_and_names_the_key(
     emu: NanoGPTEmulator,
     backend: NanoGPTBackend,
     http: httpx.AsyncClient,
     served: tuple[NanoGPTEmulator, str],
 ) -> None:
+    """The job is probably fine and an operator can fix the key: the worker retries."""
     job = await backend.submit(request(), MODEL, {})
     other = build(http, settings(served[1], api_key=OTHER_KEY))
-    with pytest.raises(GenerationFailed, match="HTTP 403"):
+    with pytest.raises(ProviderUnavailable, match="HTTP 403: the provider refused our API key"):
         await other.poll(job)
+    wrong = build(http, settings(served[1], api_key="sk-nano-wrong"))
+    with pytest.raises(ProviderUnavailable, match="HTTP 401: the provider refused our API key"):
+        await wrong.poll(job)
+    emu.faults.push("status", Fault(status=400, body={"error": 400, "message": "bad id"}))
+    with pytest.raises(GenerationFailed, match="HTTP 400: bad id"):
+        await backend.poll(job)
 
 
 @pytest.mark.parametrize("spelling", ["CANCELED", "CANCELLED"])
@@ -402,6 +410,43 @@ async def test_the_key_never_appears_in_errors(
     emu.faults.push("status", Fault(status=200, body=echoed))
     update = await backend.poll(job)
     assert KEY not in (update.error or "") + (update.user_friendly_error or "")
+
+
+LOST_ANSWERS = [
+    pytest.param(Fault(kind="drop"), id="dropped"),
+    pytest.param(Fault(kind="delay", delay_s=0.6), id="timed-out"),
+    pytest.param(Fault(kind="malformed", status=200), id="2xx-not-json"),
+    pytest.param(Fault(status=200, body={"status": "pending", "cost": 0.35}), id="2xx-without-id"),
+]
+
+
+@pytest.mark.parametrize("fault", LOST_ANSWERS)
+async def test_a_lost_submit_answer_is_outcome_unknown_and_one_job_exists(
+    emu: NanoGPTEmulator, http: httpx.AsyncClient, served: tuple[NanoGPTEmulator, str], fault: Fault
+) -> None:
+    backend = build(http, settings(served[1], timeout_s=0.3))
+    emu.faults.push("submit_response", fault)
+    with pytest.raises(SubmitOutcomeUnknown):
+        await backend.submit(request(), MODEL, {})
+    assert emu.submits == 1
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503])
+async def test_a_submit_answered_with_an_error_is_retryable_and_created_nothing(
+    emu: NanoGPTEmulator, backend: NanoGPTBackend, status: int
+) -> None:
+    emu.faults.push("submit", Fault(status=status))
+    with pytest.raises(ProviderUnavailable) as caught:
+        await backend.submit(request(), MODEL, {})
+    assert type(caught.value) is ProviderUnavailable
+    assert emu.submits == 0
+
+
+async def test_a_submit_that_cannot_connect_is_retryable(http: httpx.AsyncClient) -> None:
+    backend = build(http, settings(f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(ProviderUnavailable, match="ConnectError") as caught:
+        await backend.submit(request(), MODEL, {})
+    assert type(caught.value) is ProviderUnavailable
 
 
 async def test_repolling_from_the_json_state_alone(served: tuple[NanoGPTEmulator, str]) -> None:

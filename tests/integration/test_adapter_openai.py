@@ -13,15 +13,17 @@ import av
 import httpx
 import pytest
 
-from tests.emulators.harness import Fault, LoopbackServer
+from tests.emulators.harness import Fault, LoopbackServer, free_port
 from tests.emulators.openai import API_KEY, OpenAIState, create_app
 from vidgate.backends import openai
+from vidgate.backends._http import EXPIRED_FRIENDLY, FAILED_FRIENDLY, NSFW_FRIENDLY
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,
     ProviderSettings,
     ProviderUnavailable,
     ProviderUpdate,
+    SubmitOutcomeUnknown,
 )
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
@@ -189,7 +191,7 @@ async def test_generic_failure_keeps_the_provider_detail(
     assert not final.is_nsfw
     assert final.error is not None and "internal_error" in final.error
     assert "exploded" in final.error
-    assert final.user_friendly_error == openai.FAILED_FRIENDLY
+    assert final.user_friendly_error == FAILED_FRIENDLY
 
 
 async def test_moderation_refusal_while_generating_is_nsfw(
@@ -202,7 +204,7 @@ async def test_moderation_refusal_while_generating_is_nsfw(
     assert final.status is Status.FAILED
     assert final.is_nsfw
     assert final.error is not None and "moderation_blocked" in final.error
-    assert final.user_friendly_error == openai.NSFW_FRIENDLY
+    assert final.user_friendly_error == NSFW_FRIENDLY
 
 
 async def test_moderation_refusal_at_submit_is_nsfw_generation_failed(
@@ -212,7 +214,7 @@ async def test_moderation_refusal_at_submit_is_nsfw_generation_failed(
     with pytest.raises(GenerationFailed) as error:
         await backend.submit(request("something forbidden"), MODEL, {})
     assert error.value.is_nsfw
-    assert error.value.user_friendly == openai.NSFW_FRIENDLY
+    assert error.value.user_friendly == NSFW_FRIENDLY
     assert state.submits == 0
 
 
@@ -303,7 +305,7 @@ async def test_content_after_expiry_is_generation_failed(
     await asyncio.sleep(0.2)
     with pytest.raises(GenerationFailed, match="HTTP 404") as error:
         await read_all(backend, job, url)
-    assert error.value.user_friendly == openai.EXPIRED_FRIENDLY
+    assert error.value.user_friendly == EXPIRED_FRIENDLY
 
 
 async def test_cancel_deletes_the_video_and_poll_reports_cancelled(
@@ -410,13 +412,60 @@ async def test_repolling_after_a_restart_needs_only_the_saved_state(
     assert state.submits == 1
 
 
-async def test_a_lost_submit_answer_still_created_one_video(
-    backend: openai.OpenAIVideosBackend, state: OpenAIState
+LOST_ANSWERS = [
+    pytest.param(Fault(kind="drop"), id="dropped"),
+    pytest.param(Fault(kind="delay", delay_s=0.6), id="timed-out"),
+    pytest.param(Fault(kind="malformed"), id="2xx-not-json"),
+    pytest.param(
+        Fault(status=200, body={"object": "video", "status": "queued"}), id="2xx-without-id"
+    ),
+]
+
+
+@pytest.mark.parametrize("fault", LOST_ANSWERS)
+async def test_a_lost_submit_answer_is_outcome_unknown_and_one_video_exists(
+    http: httpx.AsyncClient, server: LoopbackServer, state: OpenAIState, fault: Fault
 ) -> None:
-    state.faults.push("submit_response", Fault(kind="drop"))
-    with pytest.raises(ProviderUnavailable):
+    backend = openai.build(http, make_settings(server, timeout_s=0.3))
+    state.faults.push("submit_response", fault)
+    with pytest.raises(SubmitOutcomeUnknown):
         await backend.submit(request(), MODEL, {})
     assert state.submits == 1
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503])
+async def test_a_submit_answered_with_an_error_is_retryable_and_created_nothing(
+    backend: openai.OpenAIVideosBackend, state: OpenAIState, status: int
+) -> None:
+    state.faults.push("submit", Fault(status=status))
+    with pytest.raises(ProviderUnavailable) as error:
+        await backend.submit(request(), MODEL, {})
+    assert type(error.value) is ProviderUnavailable
+    assert state.submits == 0
+
+
+async def test_a_submit_that_cannot_connect_is_retryable(http: httpx.AsyncClient) -> None:
+    closed = ProviderSettings(
+        name="openai", base_url=f"http://127.0.0.1:{free_port()}", api_key="k"
+    )
+    with pytest.raises(ProviderUnavailable, match="ConnectError") as error:
+        await openai.build(http, closed).submit(request(), MODEL, {})
+    assert type(error.value) is ProviderUnavailable
+
+
+async def test_a_poll_with_a_refused_key_is_unavailable_and_names_the_key(
+    http: httpx.AsyncClient,
+    server: LoopbackServer,
+    backend: openai.OpenAIVideosBackend,
+    state: OpenAIState,
+) -> None:
+    job = await backend.submit(request(), MODEL, {})
+    wrong = openai.build(http, make_settings(server, api_key="wrong-key-987654321"))
+    with pytest.raises(ProviderUnavailable, match=r"HTTP 401: the provider refused our API key"):
+        await wrong.poll(job)
+    state.faults.push("status", Fault(status=403))
+    with pytest.raises(ProviderUnavailable, match=r"HTTP 403: the provider refused our API key"):
+        await backend.poll(job)
 
 
 async def test_a_path_prefix_reaches_azure_style_roots(
@@ -425,3 +474,14 @@ async def test_a_path_prefix_reaches_azure_style_roots(
     backend = openai.build(http, make_settings(server, options={"path_prefix": "/nowhere/v1"}))
     with pytest.raises(GenerationFailed, match="HTTP 404"):
         await backend.submit(request(), MODEL, {})
+
+
+def test_back_off_prefers_retry_after_ms_then_retry_after_then_the_poll_hint() -> None:
+    def answer(**headers: str) -> httpx.Response:
+        return httpx.Response(429, headers={k.replace("_", "-"): v for k, v in headers.items()})
+
+    both = answer(retry_after_ms="1500", retry_after="7", openai_poll_after_ms="900")
+    assert openai.back_off_s(both) == 1.5
+    assert openai.back_off_s(answer(retry_after="7", openai_poll_after_ms="900")) == 7.0
+    assert openai.back_off_s(answer(openai_poll_after_ms="900")) == 0.9
+    assert openai.back_off_s(answer()) is None

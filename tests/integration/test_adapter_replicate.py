@@ -13,15 +13,17 @@ import av
 import httpx
 import pytest
 
-from tests.emulators.harness import Fault, LoopbackServer
+from tests.emulators.harness import Fault, LoopbackServer, free_port
 from tests.emulators.replicate import API_KEY, ReplicateState, create_app
 from vidgate.backends import replicate
+from vidgate.backends._http import EXPIRED_FRIENDLY, FAILED_FRIENDLY, NSFW_FRIENDLY
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,
     ProviderSettings,
     ProviderUnavailable,
     ProviderUpdate,
+    SubmitOutcomeUnknown,
 )
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
@@ -177,7 +179,7 @@ async def test_generic_failure_keeps_the_provider_detail(
     assert final.provider_status == "failed"
     assert not final.is_nsfw
     assert final.error is not None and "the model exploded" in final.error
-    assert final.user_friendly_error == replicate.FAILED_FRIENDLY
+    assert final.user_friendly_error == FAILED_FRIENDLY
 
 
 async def test_content_policy_refusal_is_nsfw(backend: replicate.ReplicateBackend) -> None:
@@ -188,7 +190,7 @@ async def test_content_policy_refusal_is_nsfw(backend: replicate.ReplicateBacken
     assert final.status is Status.FAILED
     assert final.is_nsfw
     assert final.error is not None and "E005" in final.error
-    assert final.user_friendly_error == replicate.NSFW_FRIENDLY
+    assert final.user_friendly_error == NSFW_FRIENDLY
 
 
 async def test_a_deadline_passed_before_start_is_aborted_and_failed(
@@ -294,7 +296,7 @@ async def test_output_url_gone_after_ttl_is_generation_failed(
 
     with pytest.raises(GenerationFailed, match="HTTP 404") as error:
         await read_all(backend, job, url)
-    assert error.value.user_friendly == replicate.EXPIRED_FRIENDLY
+    assert error.value.user_friendly == EXPIRED_FRIENDLY
     late = await backend.poll(job)  # the prediction itself has lost its data by now
     assert late.status is Status.FAILED
     assert late.error is not None and "data was removed" in late.error
@@ -402,13 +404,58 @@ async def test_repolling_after_a_restart_needs_only_the_saved_state(
     assert state.submits == 1
 
 
-async def test_a_lost_submit_answer_still_created_one_prediction(
-    backend: replicate.ReplicateBackend, state: ReplicateState
+LOST_ANSWERS = [
+    pytest.param(Fault(kind="drop"), id="dropped"),
+    pytest.param(Fault(kind="delay", delay_s=0.6), id="timed-out"),
+    pytest.param(Fault(kind="malformed"), id="2xx-not-json"),
+    pytest.param(Fault(status=200, body={"status": "starting"}), id="2xx-without-id"),
+]
+
+
+@pytest.mark.parametrize("fault", LOST_ANSWERS)
+async def test_a_lost_submit_answer_is_outcome_unknown_and_one_prediction_exists(
+    http: httpx.AsyncClient, server: LoopbackServer, state: ReplicateState, fault: Fault
 ) -> None:
-    state.faults.push("submit_response", Fault(kind="drop"))
-    with pytest.raises(ProviderUnavailable):
+    backend = replicate.build(http, make_settings(server, timeout_s=0.3))
+    state.faults.push("submit_response", fault)
+    with pytest.raises(SubmitOutcomeUnknown):
         await backend.submit(request(), MODEL, {})
     assert state.submits == 1
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503])
+async def test_a_submit_answered_with_an_error_is_retryable_and_created_nothing(
+    backend: replicate.ReplicateBackend, state: ReplicateState, status: int
+) -> None:
+    state.faults.push("submit", Fault(status=status))
+    with pytest.raises(ProviderUnavailable) as error:
+        await backend.submit(request(), MODEL, {})
+    assert type(error.value) is ProviderUnavailable
+    assert state.submits == 0
+
+
+async def test_a_submit_that_cannot_connect_is_retryable(http: httpx.AsyncClient) -> None:
+    closed = ProviderSettings(
+        name="replicate", base_url=f"http://127.0.0.1:{free_port()}", api_key="k"
+    )
+    with pytest.raises(ProviderUnavailable, match="ConnectError") as error:
+        await replicate.build(http, closed).submit(request(), MODEL, {})
+    assert type(error.value) is ProviderUnavailable
+
+
+async def test_a_poll_with_a_refused_key_is_unavailable_and_names_the_key(
+    http: httpx.AsyncClient,
+    server: LoopbackServer,
+    backend: replicate.ReplicateBackend,
+    state: ReplicateState,
+) -> None:
+    job = await backend.submit(request(), MODEL, {})
+    wrong = replicate.build(http, make_settings(server, api_key="wrong-key-987654321"))
+    with pytest.raises(ProviderUnavailable, match=r"HTTP 401: the provider refused our API key"):
+        await wrong.poll(job)
+    state.faults.push("status", Fault(status=403))
+    with pytest.raises(ProviderUnavailable, match=r"HTTP 403: the provider refused our API key"):
+        await backend.poll(job)
 
 
 def test_progress_is_the_last_tqdm_percentage_in_the_logs() -> None:

@@ -11,7 +11,7 @@ import av
 import httpx
 import pytest
 
-from tests.emulators.harness import Fault, LoopbackServer
+from tests.emulators.harness import Fault, LoopbackServer, free_port
 from tests.emulators.media import sample_mp4
 from tests.emulators.runway import RunwayEmulator
 from vidgate.backends.base import (
@@ -20,6 +20,7 @@ from vidgate.backends.base import (
     ProviderSettings,
     ProviderUnavailable,
     ProviderUpdate,
+    SubmitOutcomeUnknown,
 )
 from vidgate.backends.runway import RunwayBackend, build
 from vidgate.runs.request import GenerationRequest
@@ -290,6 +291,23 @@ async def test_cancel_reports_transient_faults(emu: RunwayEmulator, backend: Run
     assert caught.value.retry_after_s == 1.0
 
 
+async def test_a_poll_with_a_refused_key_is_unavailable_and_names_the_key(
+    emu: RunwayEmulator,
+    backend: RunwayBackend,
+    http: httpx.AsyncClient,
+    served: tuple[RunwayEmulator, str],
+) -> None:
+    """The job is probably fine and an operator can fix the key: the worker retries."""
+    job = await backend.submit(request(), MODEL, {})
+    wrong = build(http, settings(served[1], api_key=KEY[::-1]))
+    with pytest.raises(ProviderUnavailable, match="HTTP 401: the provider refused our API key"):
+        await wrong.poll(job)
+    emu.faults.push("status", Fault(status=403, body={"error": "Forbidden"}))
+    with pytest.raises(ProviderUnavailable, match="HTTP 403: the provider refused our API key"):
+        await backend.poll(job)
+    assert (await backend.poll(job)).status in (Status.IN_QUEUE, Status.IN_PROGRESS)
+
+
 async def test_the_key_never_appears_in_errors(
     emu: RunwayEmulator, http: httpx.AsyncClient, served: tuple[RunwayEmulator, str]
 ) -> None:
@@ -334,6 +352,43 @@ async def test_the_key_never_appears_in_errors(
     emu.faults.push("status", Fault(status=200, body=echoed))
     update = await backend.poll(job)
     assert update.error is not None and KEY not in update.error
+
+
+LOST_ANSWERS = [
+    pytest.param(Fault(kind="drop"), id="dropped"),
+    pytest.param(Fault(kind="delay", delay_s=0.6), id="timed-out"),
+    pytest.param(Fault(kind="malformed", status=200), id="2xx-not-json"),
+    pytest.param(Fault(status=200, body={"status": "PENDING"}), id="2xx-without-id"),
+]
+
+
+@pytest.mark.parametrize("fault", LOST_ANSWERS)
+async def test_a_lost_submit_answer_is_outcome_unknown_and_one_task_exists(
+    emu: RunwayEmulator, http: httpx.AsyncClient, served: tuple[RunwayEmulator, str], fault: Fault
+) -> None:
+    backend = build(http, settings(served[1], timeout_s=0.3))
+    emu.faults.push("submit_response", fault)
+    with pytest.raises(SubmitOutcomeUnknown):
+        await backend.submit(request(), MODEL, {})
+    assert emu.submits == 1
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503])
+async def test_a_submit_answered_with_an_error_is_retryable_and_created_nothing(
+    emu: RunwayEmulator, backend: RunwayBackend, status: int
+) -> None:
+    emu.faults.push("submit", Fault(status=status))
+    with pytest.raises(ProviderUnavailable) as caught:
+        await backend.submit(request(), MODEL, {})
+    assert type(caught.value) is ProviderUnavailable
+    assert emu.submits == 0
+
+
+async def test_a_submit_that_cannot_connect_is_retryable(http: httpx.AsyncClient) -> None:
+    backend = build(http, settings(f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(ProviderUnavailable, match="ConnectError") as caught:
+        await backend.submit(request(), MODEL, {})
+    assert type(caught.value) is ProviderUnavailable
 
 
 async def test_repolling_from_the_json_state_alone(served: tuple[RunwayEmulator, str]) -> None:

@@ -20,6 +20,11 @@ The protocol (docs.nano-gpt.com; ``/work/shared/research/nanogpt_api.md``):
 
 Auth is ``x-api-key: KEY`` on every call.
 
+Errors follow :mod:`vidgate.backends._http`: a lost submit answer is
+:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`;
+a poll refused with 401/403 is ``ProviderUnavailable`` too (an operator can fix the key);
+other refusals are :class:`GenerationFailed` (``CONTENT_POLICY_VIOLATION`` sets ``is_nsfw``).
+
 Status mapping (``provider_status`` is the raw ``data.status``, else the flat ``status``):
 
 ===============================================================  ===========
@@ -49,33 +54,23 @@ Provider options (``[providers.nanogpt].options``):
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import math
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
+from vidgate.backends._http import ProviderHTTP, format_duration, json_or_none, percent
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,
     ProviderSettings,
-    ProviderUnavailable,
     ProviderUpdate,
 )
-from vidgate.logs import event
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
 
-log = logging.getLogger(__name__)
-
 DEFAULT_BASE_URL = "https://nano-gpt.com"
-CHUNK_BYTES = 64 * 1024
-MAX_REDIRECTS = 5
 NSFW_MESSAGE = (
     "The video was blocked by the provider's content policy. Please change the prompt or "
     "image and try again."
@@ -102,172 +97,69 @@ class NanoGPTBackend:
 
     def __init__(self, http: httpx.AsyncClient, settings: ProviderSettings) -> None:
         self.name = settings.name or "nanogpt"
-        self._http = http
-        self._settings = settings
         # NanoGPT sets no limit on status polls (they are cached); its examples poll every 5 s.
         self.min_poll_interval_s = float(settings.options.get("min_poll_interval_s", 1.0))
         self._root = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._timeout = httpx.Timeout(settings.timeout_s)
+        key = settings.api_key
+        self._api = ProviderHTTP(
+            http,
+            settings,
+            label="NanoGPT",
+            root=self._root,
+            headers={"x-api-key": key} if key else {},
+            describe=describe_error,
+        )
 
     # -- the port ----------------------------------------------------------------------------
 
     async def submit(
         self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
     ) -> ProviderJob:
-        body = build_body(request, provider_model, options)
-        response = await self._send("submit", "POST", "/api/generate-video", json=body)
-        if not response.is_success:
-            raise self._submit_error(response)
-        data = self._json(response, "submit")
-        run_id = data.get("runId") or data.get("id")
-        if not isinstance(run_id, str) or not run_id:
-            raise ProviderUnavailable("NanoGPT submit: the answer has no runId")
+        run_id, data = await self._api.submit(
+            f"{self._root}/api/generate-video",
+            json=build_body(request, provider_model, options),
+            id_keys=("runId", "id"),
+            rejected=self._rejected,
+        )
         state: dict[str, Any] = {"run_id": run_id, "model": provider_model}
         if isinstance(data.get("cost"), int | float):
             state["cost"] = data["cost"]
         return ProviderJob(request_id=run_id, state=state)
 
     async def poll(self, job: ProviderJob) -> ProviderUpdate:
-        response = await self._send(
-            "status", "GET", "/api/video/status", params={"requestId": _run_id(job)}
+        response = await self._api.send(
+            "status", "GET", f"{self._root}/api/video/status", params={"requestId": _run_id(job)}
         )
         if not response.is_success:
-            raise self._http_error("status", response)
-        return self._clean_update(status_update(self._json(response, "status"), self._root))
+            raise self._api.poll_error(response, "status")
+        data = self._api.json_object(response, "status")
+        return self._api.scrub_update(status_update(data, self._root))
 
     async def cancel(self, job: ProviderJob) -> None:
         """vidgate's cancel route; an upstream without it (``404``/``405``) is not an error."""
-        response = await self._send(
-            "cancel", "POST", "/api/generate-video/cancel", json={"runId": _run_id(job)}
+        response = await self._api.send(
+            "cancel",
+            "POST",
+            f"{self._root}/api/generate-video/cancel",
+            json={"runId": _run_id(job)},
         )
-        if response.is_success:
-            return
-        if _transient(response.status_code):
-            raise self._http_error("cancel", response)
-        event(
-            log,
-            "provider.cancel_refused",
-            provider=self.name,
-            request_id=job.request_id,
-            http_status=response.status_code,
-        )
+        self._api.settle_cancel(response, job.request_id)
 
-    async def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
+    def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
         """Stream one video; the key goes to NanoGPT's own origin only."""
-        target = urljoin(self._root + "/", url)
-        for _ in range(MAX_REDIRECTS + 1):
-            headers = self._headers() if _same_origin(target, self._root) else {}
-            request = self._http.build_request(
-                "GET", target, headers=headers, timeout=self._timeout
-            )
-            try:
-                response = await self._http.send(request, stream=True, follow_redirects=False)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                raise ProviderUnavailable(
-                    self._clean(f"NanoGPT download: {_describe(exc)}")
-                ) from exc
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    target = urljoin(str(response.url), response.headers["location"])
-                    continue
-                if not response.is_success:
-                    await response.aread()
-                    raise self._http_error("download", response, gone_is_final=True)
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
-                    yield chunk
-                return
-            except (httpx.TransportError, httpx.DecodingError, httpx.StreamError) as exc:
-                raise ProviderUnavailable(
-                    self._clean(f"NanoGPT download: {_describe(exc)}")
-                ) from exc
-            finally:
-                await response.aclose()
-        raise ProviderUnavailable("NanoGPT download: too many redirects")
+        return self._api.download(url, expired_note="the output URL has expired")
 
-    # -- HTTP --------------------------------------------------------------------------------
-
-    def _headers(self) -> dict[str, str]:
-        key = self._settings.api_key
-        return {"x-api-key": key} if key else {}
-
-    async def _send(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        json: object = None,
-        params: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        try:
-            return await self._http.request(
-                method,
-                f"{self._root}{path}",
-                json=json,
-                params=params,
-                headers=self._headers(),
-                timeout=self._timeout,
-            )
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise ProviderUnavailable(
-                self._clean(f"NanoGPT {operation}: {_describe(exc)}")
-            ) from exc
-
-    def _json(self, response: httpx.Response, operation: str) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise ProviderUnavailable(
-                self._clean(
-                    f"NanoGPT {operation}: HTTP {response.status_code} answer is not a JSON "
-                    f"object: {response.text[:200]!r}"
-                )
-            )
-        return data
-
-    def _submit_error(self, response: httpx.Response) -> GenerationFailed | ProviderUnavailable:
-        status = response.status_code
-        message, kind = _error_detail(response)
-        if not _transient(status) and _is_content_policy(kind):
-            return GenerationFailed(
-                self._clean(f"NanoGPT submit: HTTP {status} {kind}: {message}"),
-                user_friendly=self._clean(message) if message else NSFW_MESSAGE,
+    def _rejected(self, response: httpx.Response) -> GenerationFailed:
+        message, kind = error_detail(json_or_none(response))
+        if _is_content_policy(kind):
+            return self._api.rejection(
+                response,
+                "submit",
+                user_friendly=message or NSFW_MESSAGE,
                 is_nsfw=True,
                 provider_status=kind,
             )
-        return self._http_error("submit", response)
-
-    def _http_error(
-        self, operation: str, response: httpx.Response, *, gone_is_final: bool = False
-    ) -> GenerationFailed | ProviderUnavailable:
-        status = response.status_code
-        message, kind = _error_detail(response)
-        text = f"NanoGPT {operation}: HTTP {status}" + (f" {kind}" if kind else "")
-        text = self._clean(f"{text}: {message or repr(response.text[:200])}")
-        if _transient(status):
-            return ProviderUnavailable(text, retry_after_s=_retry_after(response))
-        if gone_is_final and status in (404, 410):
-            text += " (the output URL has expired)"
-        return GenerationFailed(text, provider_status=kind or f"HTTP {status}")
-
-    def _clean(self, message: str) -> str:
-        key = self._settings.api_key
-        return message.replace(key, "[redacted]") if key and len(key) >= 8 else message
-
-    def _clean_update(self, update: ProviderUpdate) -> ProviderUpdate:
-        """The provider's own error text, minus our key should it ever echo it."""
-        if update.error is None and update.user_friendly_error is None:
-            return update
-        return dataclasses.replace(
-            update,
-            error=None if update.error is None else self._clean(update.error),
-            user_friendly_error=(
-                None
-                if update.user_friendly_error is None
-                else self._clean(update.user_friendly_error)
-            ),
-        )
+        return self._api.rejection(response, "submit", provider_status=kind or None)
 
 
 def build(http: httpx.AsyncClient, settings: ProviderSettings) -> NanoGPTBackend:
@@ -286,7 +178,7 @@ def build_body(
     fields: dict[str, Any] = {
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
-        "duration": _duration(request.duration_s),
+        "duration": format_duration(request.duration_s, "string"),
         "aspect_ratio": request.aspect_ratio,
         "resolution": request.resolution,
         "seed": request.seed,
@@ -309,9 +201,9 @@ def status_update(body: Mapping[str, Any], root: str) -> ProviderUpdate:
         raw = body.get("status")
     raw_status = raw if isinstance(raw, str) else repr(raw)
     status = STATUSES.get(raw_status.upper(), Status.IN_PROGRESS)
-    progress = _percent(data.get("progress"))
+    progress = percent(data.get("progress"))
     if progress is None:
-        progress = _percent(body.get("progress"))
+        progress = percent(body.get("progress"))
     position = data.get("queuePosition")
     queue_position = position if isinstance(position, int) and position >= 0 else None
     if status is Status.COMPLETED:
@@ -358,12 +250,6 @@ def _run_id(job: ProviderJob) -> str:
     return run_id
 
 
-def _duration(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
-
-
 def _output_url(data: Mapping[str, Any]) -> str | None:
     output = data.get("output")
     if not isinstance(output, Mapping):
@@ -371,12 +257,6 @@ def _output_url(data: Mapping[str, Any]) -> str | None:
     video = output.get("video")
     url = video.get("url") if isinstance(video, Mapping) else output.get("url")
     return url if isinstance(url, str) and url else None
-
-
-def _percent(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return min(100.0, max(0.0, float(value)))
 
 
 def _text(value: object) -> str | None:
@@ -387,21 +267,23 @@ def _text(value: object) -> str | None:
     return None
 
 
-def _error_detail(response: httpx.Response) -> tuple[str, str]:
+def describe_error(body: object) -> str | None:
+    """NanoGPT's error detail: ``TYPE: message``."""
+    message, kind = error_detail(body)
+    return f"{kind}: {message}" if kind else message or None
+
+
+def error_detail(body: object) -> tuple[str, str]:
     """(message, type) from any of NanoGPT's error envelopes."""
-    try:
-        data = response.json()
-    except ValueError:
+    if not isinstance(body, dict):
         return "", ""
-    if not isinstance(data, dict):
-        return "", ""
-    error = data.get("error")
+    error = body.get("error")
     kinds: list[object] = []
     if isinstance(error, dict):
         message = error.get("message")
         kinds = [error.get("type"), error.get("code")]
     else:
-        message = error if isinstance(error, str) else data.get("message")
+        message = error if isinstance(error, str) else body.get("message")
     names = [k for k in kinds if isinstance(k, str) and k]
     # The inline-moderation block says so in ``code`` under a generic ``type``.
     kind = next((k for k in names if _is_content_policy(k)), names[0] if names else "")
@@ -410,34 +292,3 @@ def _error_detail(response: httpx.Response) -> tuple[str, str]:
 
 def _is_content_policy(kind: str) -> bool:
     return kind.lower() == "content_policy_violation"
-
-
-def _transient(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-def _same_origin(url: str, root: str) -> bool:
-    a, b = urlsplit(url), urlsplit(root)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
-def _describe(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -19,13 +19,13 @@ and the ``openai`` Python client's ``resources/videos.py``):
 * moderation refusals come back as ``error.code`` ``moderation_blocked`` (or
   ``sentinel_block``), either at submit (HTTP 400) or as a ``failed`` video.
 
-Errors: a 429, 408/409/425 or 5xx answer, a timeout, a connection fault or a body that is
-not JSON raises :class:`ProviderUnavailable` with ``retry_after_s`` from ``Retry-After`` (or
-``retry-after-ms`` / ``openai-poll-after-ms``). Any other 4xx at submit raises
-:class:`GenerationFailed` (a ``moderation_blocked`` code sets ``is_nsfw``). While polling, a
-non-2xx answer other than 404 is also ``ProviderUnavailable``: the job itself may be fine (a
-rotated key, say) and polling resumes once the fault is gone. The API key is scrubbed from
-every message.
+Errors follow :mod:`vidgate.backends._http` (a lost submit answer is
+:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`
+with ``retry_after_s`` from ``retry-after-ms``, ``Retry-After`` or ``openai-poll-after-ms``).
+Any other 4xx at submit raises :class:`GenerationFailed` (a ``moderation_blocked`` code sets
+``is_nsfw``). While polling, a non-2xx answer other than 404 is also ``ProviderUnavailable``:
+the job itself may be fine (a rotated key, say) and polling resumes once the fault is gone.
+The API key is scrubbed from every message.
 
 Status mapping (provider ``status`` -> ours):
 
@@ -60,16 +60,25 @@ Provider options (``[providers.NAME]``): ``path_prefix`` (default ``"/v1"``; Azu
 
 from __future__ import annotations
 
-import email.utils
-import json
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
+from vidgate.backends._http import (
+    EXPIRED_FRIENDLY,
+    FAILED_FRIENDLY,
+    NSFW_FRIENDLY,
+    ProviderHTTP,
+    json_or_none,
+    milliseconds_header_s,
+    options_table,
+    percent,
+    rejection_friendly,
+    retry_after_s,
+)
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,
@@ -80,9 +89,6 @@ from vidgate.backends.base import (
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
 
-NSFW_FRIENDLY = "Content flagged as inappropriate. Please modify your prompt and try again."
-FAILED_FRIENDLY = "The video could not be generated. Please try again."
-EXPIRED_FRIENDLY = "The generated video expired at the provider before it could be saved."
 NSFW_CODES = frozenset(
     {"moderation_blocked", "sentinel_block", "content_policy_violation", "content_filter"}
 )
@@ -92,9 +98,7 @@ _LARGE_SIZES = {"16:9": "1792x1024", "9:16": "1024x1792"}
 _WxH_RE = re.compile(r"^\d{3,4}x\d{3,4}$")
 _P_RE = re.compile(r"^(\d{3,4})p$")
 _NSFW_RE = re.compile(r"moderation|content polic|safety system", re.IGNORECASE)
-_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
-_CHUNK_BYTES = 256 * 1024
-_SNIPPET_CHARS = 300
+_ERROR_CHARS = 300
 
 
 class OpenAIVideosBackend:
@@ -103,38 +107,37 @@ class OpenAIVideosBackend:
     def __init__(self, http: httpx.AsyncClient, settings: ProviderSettings) -> None:
         self.name = settings.name
         self.min_poll_interval_s = float(settings.options.get("min_poll_interval_s", 1.0))
-        self._http = http
-        self._settings = settings
-        self._base_url = settings.base_url.rstrip("/")
+        base_url = settings.base_url.rstrip("/")
         prefix = str(settings.options.get("path_prefix", "/v1")).strip("/")
-        self._api = f"{self._base_url}/{prefix}" if prefix else self._base_url
+        self._api_url = f"{base_url}/{prefix}" if prefix else base_url
+        key = settings.api_key
+        self._api = ProviderHTTP(
+            http,
+            settings,
+            label="OpenAI",
+            root=base_url,
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            describe=describe_error,
+            retry_after=back_off_s,
+        )
 
     # -- the RemoteBackend port -------------------------------------------------------------
 
     async def submit(
         self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
     ) -> ProviderJob:
-        response = await self._send(
-            "POST",
-            f"{self._api}/videos",
-            "submit",
+        video_id, _ = await self._api.submit(
+            f"{self._api_url}/videos",
             json=build_body(request, provider_model, options),
-            headers=self._auth_headers(),
+            id_keys=("id",),
+            rejected=self._rejected,
         )
-        if not response.is_success:
-            raise self._submit_error(response)
-        data = self._json(response, "submit")
-        video_id = data.get("id")
-        if not isinstance(video_id, str) or not video_id:
-            raise ProviderUnavailable("openai submit: the answer has no video id")
         return ProviderJob(
-            request_id=video_id, state={"video_url": f"{self._api}/videos/{quote(video_id)}"}
+            request_id=video_id, state={"video_url": f"{self._api_url}/videos/{quote(video_id)}"}
         )
 
     async def poll(self, job: ProviderJob) -> ProviderUpdate:
-        response = await self._send(
-            "GET", self._video_url(job), "status", headers=self._auth_headers()
-        )
+        response = await self._api.send("status", "GET", self._video_url(job))
         if response.status_code in (404, 410):
             return ProviderUpdate(
                 Status.CANCELLED,
@@ -142,13 +145,13 @@ class OpenAIVideosBackend:
                 error=f"the provider has no video {job.request_id} (deleted)",
             )
         if not response.is_success:
-            raise self._unavailable(response, "status")
-        data = self._json(response, "status")
+            raise self._api.unavailable(response, "status")
+        data = self._api.json_object(response, "status")
         raw = data.get("status")
         if not isinstance(raw, str) or not raw:
-            raise ProviderUnavailable("openai status: the answer has no status")
+            raise ProviderUnavailable("OpenAI status: the answer has no status")
         hint = poll_after_s(response.headers)
-        progress = _progress(data.get("progress"))
+        progress = percent(data.get("progress"))
         if raw == "queued":
             return ProviderUpdate(Status.IN_QUEUE, raw, progress=progress, retry_after_s=hint)
         if raw == "in_progress":
@@ -163,7 +166,7 @@ class OpenAIVideosBackend:
         if raw == "failed":
             code, message = _error_parts(data.get("error"))
             nsfw = code in NSFW_CODES or bool(_NSFW_RE.search(message))
-            detail = self._redact(f"{code or 'error'}: {message}")[:_SNIPPET_CHARS]
+            detail = self._api.scrub(f"{code or 'error'}: {message}")[:_ERROR_CHARS]
             return ProviderUpdate(
                 Status.FAILED,
                 raw,
@@ -187,126 +190,31 @@ class OpenAIVideosBackend:
 
         Raises :class:`ProviderUnavailable` on a passing fault, so the caller may try again.
         """
-        response = await self._send(
-            "DELETE", self._video_url(job), "cancel", headers=self._auth_headers()
+        response = await self._api.send("cancel", "DELETE", self._video_url(job))
+        self._api.settle_cancel(response, job.request_id)
+
+    def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
+        """Stream the ``/content`` MP4; the key goes to ``base_url``'s origin only."""
+        return self._api.download(
+            url,
+            headers={"Accept": "application/binary"},
+            expired_note="OpenAI keeps video content for about an hour",
         )
-        if response.is_success or not _is_transient(response.status_code):
-            return
-        raise self._unavailable(response, "cancel")
 
-    async def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
-        headers = {"Accept": "application/binary"}
-        if _same_origin(url, self._base_url):
-            headers |= self._auth_headers()
-        try:
-            async with self._http.stream(
-                "GET",
-                url,
-                headers=headers,
-                timeout=self._settings.timeout_s,
-                follow_redirects=True,
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise self._download_error(response, url)
-                async for chunk in response.aiter_bytes(_CHUNK_BYTES):
-                    yield chunk
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(
-                f"openai download: no answer within {self._settings.timeout_s}s"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(
-                self._redact(f"openai download: {type(exc).__name__}: {exc}")
-            ) from exc
-
-    # -- HTTP plumbing ---------------------------------------------------------------------
-
-    async def _send(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._http.request(method, url, timeout=self._settings.timeout_s, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(
-                f"openai {what}: no answer within {self._settings.timeout_s}s"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(
-                self._redact(f"openai {what}: {type(exc).__name__}: {exc}")
-            ) from exc
-
-    def _auth_headers(self) -> dict[str, str]:
-        key = self._settings.api_key
-        return {"Authorization": f"Bearer {key}"} if key else {}
+    # -- helpers ---------------------------------------------------------------------------
 
     def _video_url(self, job: ProviderJob) -> str:
         url = job.state.get("video_url")
         if isinstance(url, str) and url:
             return url
-        return f"{self._api}/videos/{quote(job.request_id)}"
+        return f"{self._api_url}/videos/{quote(job.request_id)}"
 
-    def _json(self, response: httpx.Response, what: str) -> Mapping[str, Any]:
-        data = _json_or_none(response)
-        if not isinstance(data, Mapping):
-            raise ProviderUnavailable(
-                f"openai {what}: HTTP {response.status_code} with a body that is not a JSON "
-                f"object: {self._snippet(response)}",
-                retry_after_s=retry_after_s(response.headers),
-            )
-        return data
-
-    def _submit_error(self, response: httpx.Response) -> Exception:
-        code = response.status_code
-        if _is_transient(code):
-            return self._unavailable(response, "submit")
-        body = _json_or_none(response)
-        error_code, message = _error_parts(body.get("error") if isinstance(body, Mapping) else None)
-        nsfw = error_code in NSFW_CODES
-        detail = self._describe(response)
-        friendly = FAILED_FRIENDLY
-        if nsfw:
-            friendly = NSFW_FRIENDLY
-        elif code in (400, 422) and message:
-            friendly = f"The provider rejected the request: {self._redact(message)}"
-        return GenerationFailed(
-            f"OpenAI rejected the request (HTTP {code}): {detail}",
-            user_friendly=friendly,
-            is_nsfw=nsfw,
-            provider_status=str(code),
-        )
-
-    def _download_error(self, response: httpx.Response, url: str) -> Exception:
-        code = response.status_code
-        if _is_transient(code):
-            return self._unavailable(response, "download")
-        where = self._redact(urlsplit(url)._replace(query="").geturl())
-        return GenerationFailed(
-            f"OpenAI video content {where} is not available (HTTP {code}): "
-            f"{self._describe(response)}",
-            user_friendly=EXPIRED_FRIENDLY,
-            provider_status=str(code),
-        )
-
-    def _unavailable(self, response: httpx.Response, what: str) -> ProviderUnavailable:
-        return ProviderUnavailable(
-            f"openai {what}: HTTP {response.status_code}: {self._describe(response)}",
-            retry_after_s=retry_after_s(response.headers),
-        )
-
-    def _describe(self, response: httpx.Response) -> str:
-        """A short, key-free account of an error body (``{"error": {code, message}}``)."""
-        body = _json_or_none(response)
-        if isinstance(body, Mapping) and body.get("error") is not None:
-            code, message = _error_parts(body["error"])
-            text = f"{code}: {message}" if code else message
-            return self._redact(text)[:_SNIPPET_CHARS]
-        return self._snippet(response)
-
-    def _snippet(self, response: httpx.Response) -> str:
-        return self._redact(response.text[:_SNIPPET_CHARS])
-
-    def _redact(self, text: str) -> str:
-        key = self._settings.api_key
-        return text.replace(key, "***") if key else text
+    def _rejected(self, response: httpx.Response) -> GenerationFailed:
+        body = json_or_none(response)
+        code, message = _error_parts(body.get("error") if isinstance(body, Mapping) else None)
+        nsfw = code in NSFW_CODES
+        friendly = rejection_friendly(response.status_code, message, nsfw=nsfw)
+        return self._api.rejection(response, "submit", user_friendly=friendly, is_nsfw=nsfw)
 
 
 def build(http: httpx.AsyncClient, settings: ProviderSettings) -> OpenAIVideosBackend:
@@ -326,12 +234,13 @@ def build_body(
     seconds = snap_seconds(request.duration_s, options.get("seconds_choices", DEFAULT_SECONDS))
     if seconds is not None:
         body["seconds"] = seconds
-    if size := video_size(request.aspect_ratio, request.resolution, _table(options, "sizes")):
+    sizes = options_table(options, "sizes")
+    if size := video_size(request.aspect_ratio, request.resolution, sizes):
         body["size"] = size
     if image := request.image_url or request.image_data_url:
         body["input_reference"] = {"image_url": image}
     body.update(request.extra)
-    body.update(_table(options, "input"))
+    body.update(options_table(options, "input"))
     return body
 
 
@@ -367,73 +276,32 @@ def video_size(
     return table.get(aspect_ratio)
 
 
-def _table(options: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = options.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise GenerationFailed(
-            f"model option {key!r} must be a table, got {type(value).__name__}",
-            user_friendly=FAILED_FRIENDLY,
-        )
-    return value
-
-
 # -- small helpers ---------------------------------------------------------------------------
 
 
-def retry_after_s(headers: httpx.Headers) -> float | None:
+def back_off_s(response: httpx.Response) -> float | None:
     """When to try again: ``retry-after-ms``, ``Retry-After`` or ``openai-poll-after-ms``."""
-    if (ms := _number(headers.get("retry-after-ms"))) is not None:
-        return ms / 1000
-    value = headers.get("retry-after")
-    if value:
-        if (seconds := _number(value)) is not None:
+    headers = response.headers
+    for seconds in (milliseconds_header_s(headers, "retry-after-ms"), retry_after_s(headers)):
+        if seconds is not None:
             return seconds
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
     return poll_after_s(headers)
 
 
 def poll_after_s(headers: httpx.Headers) -> float | None:
     """The ``openai-poll-after-ms`` hint, in seconds."""
-    ms = _number(headers.get("openai-poll-after-ms"))
-    return ms / 1000 if ms is not None else None
+    return milliseconds_header_s(headers, "openai-poll-after-ms")
 
 
-def _number(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+def describe_error(body: object) -> str | None:
+    """OpenAI's error detail: ``error.code: error.message``."""
+    if isinstance(body, Mapping) and body.get("error") is not None:
+        code, message = _error_parts(body["error"])
+        return f"{code}: {message}" if code else message
+    return None
 
 
 def _error_parts(error: object) -> tuple[str, str]:
     if isinstance(error, Mapping):
         return str(error.get("code") or ""), str(error.get("message") or "")
     return "", str(error or "")
-
-
-def _progress(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(min(100.0, max(0.0, value)))
-    return None
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        return None
-
-
-def _is_transient(code: int) -> bool:
-    return code in _TRANSIENT_4XX or code >= 500
-
-
-def _same_origin(url: str, base_url: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)

@@ -14,6 +14,11 @@ The protocol, as the ``runwayml`` SDK and docs.dev.runwayml.com describe it:
 
 Every call carries ``Authorization: Bearer KEY`` and ``X-Runway-Version``.
 
+Errors follow :mod:`vidgate.backends._http`: a lost submit answer is
+:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`;
+a poll refused with 401/403 is ``ProviderUnavailable`` too (an operator can fix the key);
+other refusals are :class:`GenerationFailed`.
+
 Status mapping (``provider_status`` is Runway's ``status``):
 
 ==============================  =============================================
@@ -54,36 +59,26 @@ Provider options (``[providers.runway].options``):
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import math
 import re
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote
 
 import httpx
 
+from vidgate.backends._http import ProviderHTTP, percent
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,
     ProviderSettings,
-    ProviderUnavailable,
     ProviderUpdate,
 )
-from vidgate.logs import event
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
 RUNWAY_VERSION = "2024-11-06"
 MIN_POLL_INTERVAL_S = 5.0
-CHUNK_BYTES = 64 * 1024
-MAX_REDIRECTS = 5
 NSFW_MESSAGE = (
     "The video was blocked by the provider's content moderation. Please change the prompt or "
     "image and try again."
@@ -124,11 +119,14 @@ class RunwayBackend:
         # Runway: "should not expect updates more frequent than once every five seconds".
         floor = settings.options.get("min_poll_interval_s", MIN_POLL_INTERVAL_S)
         self.min_poll_interval_s = max(MIN_POLL_INTERVAL_S, float(floor))
-        self._http = http
-        self._settings = settings
         self._root = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._version = str(settings.options.get("runway_version") or RUNWAY_VERSION)
-        self._timeout = httpx.Timeout(settings.timeout_s)
+        version = str(settings.options.get("runway_version") or RUNWAY_VERSION)
+        headers = {"X-Runway-Version": version}
+        if settings.api_key:
+            headers["Authorization"] = f"Bearer {settings.api_key}"
+        self._api = ProviderHTTP(
+            http, settings, label="Runway", root=self._root, headers=headers, describe=error_message
+        )
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -136,135 +134,43 @@ class RunwayBackend:
         self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
     ) -> ProviderJob:
         endpoint = "image_to_video" if request.has_image else "text_to_video"
-        body = build_body(request, provider_model, options)
-        response = await self._send("submit", "POST", f"/v1/{endpoint}", json=body)
-        if not response.is_success:
-            raise self._http_error("submit", response)
-        task_id = self._json(response, "submit").get("id")
-        if not isinstance(task_id, str) or not task_id:
-            raise ProviderUnavailable("Runway submit: the answer has no task id")
+        task_id, _ = await self._api.submit(
+            f"{self._root}/v1/{endpoint}",
+            json=build_body(request, provider_model, options),
+            id_keys=("id",),
+            rejected=lambda response: self._api.rejection(response, "submit"),
+        )
         return ProviderJob(
             request_id=task_id,
             state={"task_id": task_id, "endpoint": endpoint, "model": provider_model},
         )
 
     async def poll(self, job: ProviderJob) -> ProviderUpdate:
-        response = await self._send("status", "GET", _task_path(job))
+        response = await self._api.send("status", "GET", self._task_url(job))
         if not response.is_success:
-            raise self._http_error("status", response)
-        return self._clean_update(task_update(self._json(response, "status")))
+            raise self._api.poll_error(response, "status")
+        return self._api.scrub_update(task_update(self._api.json_object(response, "status")))
 
     async def cancel(self, job: ProviderJob) -> None:
         """``DELETE`` the task; a task Runway no longer knows is not an error."""
-        response = await self._send("cancel", "DELETE", _task_path(job))
-        if response.is_success:
-            return
-        if _transient(response.status_code):
-            raise self._http_error("cancel", response)
-        event(
-            log,
-            "provider.cancel_refused",
-            provider=self.name,
-            request_id=job.request_id,
-            http_status=response.status_code,
-        )
+        response = await self._api.send("cancel", "DELETE", self._task_url(job))
+        self._api.settle_cancel(response, job.request_id)
 
-    async def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
+    def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
         """Stream one output; Runway's URLs are pre-signed, so only our API origin gets the key."""
-        target = urljoin(self._root + "/", url)
-        for _ in range(MAX_REDIRECTS + 1):
-            headers = self._headers() if _same_origin(target, self._root) else {}
-            request = self._http.build_request(
-                "GET", target, headers=headers, timeout=self._timeout
-            )
-            try:
-                response = await self._http.send(request, stream=True, follow_redirects=False)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                raise ProviderUnavailable(
-                    self._clean(f"Runway download: {_describe(exc)}")
-                ) from exc
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    target = urljoin(str(response.url), response.headers["location"])
-                    continue
-                if not response.is_success:
-                    await response.aread()
-                    raise self._http_error("download", response, gone_is_final=True)
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
-                    yield chunk
-                return
-            except (httpx.TransportError, httpx.DecodingError, httpx.StreamError) as exc:
-                raise ProviderUnavailable(
-                    self._clean(f"Runway download: {_describe(exc)}")
-                ) from exc
-            finally:
-                await response.aclose()
-        raise ProviderUnavailable("Runway download: too many redirects")
-
-    # -- HTTP --------------------------------------------------------------------------------
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"X-Runway-Version": self._version}
-        if self._settings.api_key:
-            headers["Authorization"] = f"Bearer {self._settings.api_key}"
-        return headers
-
-    async def _send(
-        self, operation: str, method: str, path: str, json: object = None
-    ) -> httpx.Response:
-        try:
-            return await self._http.request(
-                method,
-                f"{self._root}{path}",
-                json=json,
-                headers=self._headers(),
-                timeout=self._timeout,
-            )
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise ProviderUnavailable(self._clean(f"Runway {operation}: {_describe(exc)}")) from exc
-
-    def _json(self, response: httpx.Response, operation: str) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise ProviderUnavailable(
-                self._clean(
-                    f"Runway {operation}: HTTP {response.status_code} answer is not a JSON "
-                    f"object: {response.text[:200]!r}"
-                )
-            )
-        return data
-
-    def _http_error(
-        self, operation: str, response: httpx.Response, *, gone_is_final: bool = False
-    ) -> GenerationFailed | ProviderUnavailable:
-        status = response.status_code
-        message = self._clean(f"Runway {operation}: HTTP {status}: {_error_message(response)}")
-        if _transient(status):
-            return ProviderUnavailable(message, retry_after_s=_retry_after(response))
-        if gone_is_final and status in (403, 404, 410):
-            message += " (the output URL has expired; Runway's last 24-48 hours)"
-        return GenerationFailed(message, provider_status=f"HTTP {status}")
-
-    def _clean(self, message: str) -> str:
-        key = self._settings.api_key
-        return message.replace(key, "[redacted]") if key and len(key) >= 8 else message
-
-    def _clean_update(self, update: ProviderUpdate) -> ProviderUpdate:
-        """The provider's own error text, minus our key should it ever echo it."""
-        if update.error is None and update.user_friendly_error is None:
-            return update
-        return dataclasses.replace(
-            update,
-            error=None if update.error is None else self._clean(update.error),
-            user_friendly_error=(
-                None
-                if update.user_friendly_error is None
-                else self._clean(update.user_friendly_error)
-            ),
+        return self._api.download(
+            url,
+            expired_note="the output URL has expired; Runway's last 24-48 hours",
+            expired_statuses=(403, 404, 410),
         )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _task_url(self, job: ProviderJob) -> str:
+        task_id = job.state.get("task_id") or job.request_id
+        if not isinstance(task_id, str) or not task_id:
+            raise GenerationFailed("Runway job has no task id to poll")
+        return f"{self._root}/v1/tasks/{quote(task_id, safe='')}"
 
 
 def build(http: httpx.AsyncClient, settings: ProviderSettings) -> RunwayBackend:
@@ -324,11 +230,8 @@ def task_update(task: Mapping[str, Any]) -> ProviderUpdate:
     raw_status = raw if isinstance(raw, str) else repr(raw)
     status = STATUSES.get(raw_status, Status.IN_PROGRESS)
     if status is Status.IN_PROGRESS:
-        progress = task.get("progress")
-        value = None
-        if isinstance(progress, int | float) and math.isfinite(progress):
-            value = min(100.0, max(0.0, float(progress) * 100))
-        return ProviderUpdate(status=status, provider_status=raw_status, progress=value)
+        progress = percent(task.get("progress"), scale=100)
+        return ProviderUpdate(status=status, provider_status=raw_status, progress=progress)
     if status is Status.COMPLETED:
         output = task.get("output")
         urls = (
@@ -361,52 +264,11 @@ def task_update(task: Mapping[str, Any]) -> ProviderUpdate:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _task_path(job: ProviderJob) -> str:
-    task_id = job.state.get("task_id") or job.request_id
-    if not isinstance(task_id, str) or not task_id:
-        raise GenerationFailed("Runway job has no task id to poll")
-    return f"/v1/tasks/{quote(task_id, safe='')}"
-
-
-def _transient(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-def _same_origin(url: str, root: str) -> bool:
-    a, b = urlsplit(url), urlsplit(root)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
-def _describe(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return repr(response.text[:200])
-    error = data.get("error") if isinstance(data, dict) else None
+def error_message(body: object) -> str | None:
+    """Runway's error text: ``error`` (a string, or an object with a ``message``)."""
+    error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):
-        return error[:500]
+        return error
     if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:500]
-    return repr(response.text[:200])
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+        return str(error["message"])
+    return None

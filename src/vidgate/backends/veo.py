@@ -20,6 +20,12 @@ The protocol, as the ``google-genai`` SDK drives it in Gemini Developer API mode
 Auth is the ``x-goog-api-key`` header, never the ``?key=`` query parameter, so the key is
 not part of any URL that could end up in an error message or a log.
 
+Errors follow :mod:`vidgate.backends._http`: a lost submit answer is
+:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`
+(``retry_after_s`` from ``Retry-After``, else the body's ``google.rpc.RetryInfo``); a poll
+the key is refused for (401, 403, or 400 ``API_KEY_INVALID``) is ``ProviderUnavailable`` too,
+since an operator can fix the key; other refusals are :class:`GenerationFailed`.
+
 Status mapping (``provider_status`` is ``done=false`` / ``done=true``):
 
 =====================================================  =============================
@@ -55,34 +61,24 @@ Provider options (``[providers.veo].options``):
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import math
 import re
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
+from vidgate.backends._http import ProviderHTTP, json_or_none, refuses_key, retry_after_s
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,
     ProviderSettings,
-    ProviderUnavailable,
     ProviderUpdate,
 )
-from vidgate.logs import event
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
 
-log = logging.getLogger(__name__)
-
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-CHUNK_BYTES = 64 * 1024
-MAX_REDIRECTS = 5
 NSFW_MESSAGE = (
     "The video was blocked by the provider's safety filters. Please change the prompt or "
     "image and try again."
@@ -96,6 +92,7 @@ _EXTRA_PARAMETERS = {
 _SIZE_RE = re.compile(r"^(\d{3,4})x(\d{3,4})$")
 _RETRY_DELAY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _CANCELLED = 1  # google.rpc.Code.CANCELLED
+_UNIMPLEMENTED = 501
 
 
 class VeoBackend:
@@ -103,14 +100,22 @@ class VeoBackend:
 
     def __init__(self, http: httpx.AsyncClient, settings: ProviderSettings) -> None:
         self.name = settings.name or "veo"
-        self._http = http
-        self._settings = settings
         # No documented minimum; Google's own examples poll every 10-20 s.
         self.min_poll_interval_s = float(settings.options.get("min_poll_interval_s", 1.0))
         self._root = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         version = str(settings.options.get("api_version") or "v1beta").strip("/")
-        self._api = f"{self._root}/{version}"
-        self._timeout = httpx.Timeout(settings.timeout_s)
+        self._api_url = f"{self._root}/{version}"
+        key = settings.api_key
+        self._api = ProviderHTTP(
+            http,
+            settings,
+            label="Veo",
+            root=self._root,
+            headers={"x-goog-api-key": key} if key else {},
+            describe=google_message,
+            retry_after=google_retry_after_s,
+            key_refused=google_refuses_key,
+        )
 
     # -- the port ----------------------------------------------------------------------------
 
@@ -119,125 +124,32 @@ class VeoBackend:
     ) -> ProviderJob:
         body = build_body(request, options)
         model = provider_model.removeprefix("models/")
-        response = await self._send(
-            "submit", "POST", f"{self._api}/models/{model}:predictLongRunning", json=body
+        name, _ = await self._api.submit(
+            f"{self._api_url}/models/{model}:predictLongRunning",
+            json=body,
+            id_keys=("name",),
+            rejected=lambda response: self._api.rejection(response, "submit"),
         )
-        if response.is_success:
-            data = self._json(response, "submit")
-            name = data.get("name")
-            if isinstance(name, str) and name:
-                return ProviderJob(request_id=name, state={"operation": name, "model": model})
-            raise ProviderUnavailable(self._clean("Veo submit: the answer has no operation name"))
-        raise self._http_error("submit", response)
+        return ProviderJob(request_id=name, state={"operation": name, "model": model})
 
     async def poll(self, job: ProviderJob) -> ProviderUpdate:
         name = _operation_name(job)
-        response = await self._send("status", "GET", f"{self._api}/{name}")
+        response = await self._api.send("status", "GET", f"{self._api_url}/{name}")
         if not response.is_success:
-            raise self._http_error("status", response)
-        return self._clean_update(operation_update(self._json(response, "status"), self._root))
+            raise self._api.poll_error(response, "status")
+        operation = self._api.json_object(response, "status")
+        return self._api.scrub_update(operation_update(operation, self._root))
 
     async def cancel(self, job: ProviderJob) -> None:
         """Ask for cancellation; a refusal (e.g. ``UNIMPLEMENTED``) is logged, not raised."""
         name = _operation_name(job)
-        response = await self._send("cancel", "POST", f"{self._api}/{name}:cancel", json={})
-        if response.is_success:
-            return
-        if response.status_code != 501 and _transient(response.status_code):
-            raise self._http_error("cancel", response)
-        event(
-            log,
-            "provider.cancel_refused",
-            provider=self.name,
-            request_id=name,
-            http_status=response.status_code,
-        )
+        response = await self._api.send("cancel", "POST", f"{self._api_url}/{name}:cancel", json={})
+        self._api.settle_cancel(response, name, refusals=(_UNIMPLEMENTED,))
 
-    async def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
+    def open_output(self, job: ProviderJob, url: str) -> AsyncIterator[bytes]:
         """Stream one video; the key is sent only to the API's own origin."""
-        target = urljoin(self._root + "/", url)
-        for _ in range(MAX_REDIRECTS + 1):
-            headers = self._auth_headers() if _same_origin(target, self._root) else {}
-            request = self._http.build_request(
-                "GET", target, headers=headers, timeout=self._timeout
-            )
-            try:
-                response = await self._http.send(request, stream=True, follow_redirects=False)
-            except (httpx.TransportError, httpx.DecodingError) as exc:
-                raise ProviderUnavailable(self._clean(f"Veo download: {_describe(exc)}")) from exc
-            try:
-                if response.is_redirect and "location" in response.headers:
-                    target = urljoin(str(response.url), response.headers["location"])
-                    continue
-                if not response.is_success:
-                    await response.aread()
-                    raise self._http_error("download", response, gone_is_final=True)
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
-                    yield chunk
-                return
-            except (httpx.TransportError, httpx.DecodingError, httpx.StreamError) as exc:
-                raise ProviderUnavailable(self._clean(f"Veo download: {_describe(exc)}")) from exc
-            finally:
-                await response.aclose()
-        raise ProviderUnavailable("Veo download: too many redirects")
-
-    # -- HTTP --------------------------------------------------------------------------------
-
-    def _auth_headers(self) -> dict[str, str]:
-        key = self._settings.api_key
-        return {"x-goog-api-key": key} if key else {}
-
-    async def _send(
-        self, operation: str, method: str, url: str, json: object = None
-    ) -> httpx.Response:
-        try:
-            return await self._http.request(
-                method, url, json=json, headers=self._auth_headers(), timeout=self._timeout
-            )
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise ProviderUnavailable(self._clean(f"Veo {operation}: {_describe(exc)}")) from exc
-
-    def _json(self, response: httpx.Response, operation: str) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise ProviderUnavailable(
-                self._clean(
-                    f"Veo {operation}: HTTP {response.status_code} answer is not a JSON object: "
-                    f"{response.text[:200]!r}"
-                )
-            )
-        return data
-
-    def _http_error(
-        self, operation: str, response: httpx.Response, *, gone_is_final: bool = False
-    ) -> GenerationFailed | ProviderUnavailable:
-        status = response.status_code
-        message = self._clean(f"Veo {operation}: HTTP {status}: {_google_message(response)}")
-        if _transient(status):
-            return ProviderUnavailable(message, retry_after_s=_retry_after(response))
-        if gone_is_final and status in (404, 410):
-            message += " (the output is gone; the Gemini API keeps videos for two days)"
-        return GenerationFailed(message, provider_status=f"HTTP {status}")
-
-    def _clean(self, message: str) -> str:
-        key = self._settings.api_key
-        return message.replace(key, "[redacted]") if key and len(key) >= 8 else message
-
-    def _clean_update(self, update: ProviderUpdate) -> ProviderUpdate:
-        """The provider's own error text, minus our key should it ever echo it."""
-        if update.error is None and update.user_friendly_error is None:
-            return update
-        return dataclasses.replace(
-            update,
-            error=None if update.error is None else self._clean(update.error),
-            user_friendly_error=(
-                None
-                if update.user_friendly_error is None
-                else self._clean(update.user_friendly_error)
-            ),
+        return self._api.download(
+            url, expired_note="the output is gone; the Gemini API keeps videos for two days"
         )
 
 
@@ -348,61 +260,38 @@ def _operation_name(job: ProviderJob) -> str:
     return name.strip("/")
 
 
-def _transient(status: int) -> bool:
-    return status in (408, 409, 429) or status >= 500
-
-
-def _same_origin(url: str, root: str) -> bool:
-    a, b = urlsplit(url), urlsplit(root)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
-
-
-def _describe(exc: Exception) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _google_message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except ValueError:
-        return repr(response.text[:200])
-    error = data.get("error") if isinstance(data, dict) else None
+def google_message(body: object) -> str | None:
+    """The ``google.rpc.Status`` of an error answer: ``STATUS: message``."""
+    error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         status = error.get("status")
-        return f"{status + ': ' if status else ''}{error.get('message', '')}"[:500]
-    return repr(response.text[:200])
+        return f"{status}: {error.get('message', '')}" if status else str(error.get("message", ""))
+    return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def google_retry_after_s(response: httpx.Response) -> float | None:
     """``Retry-After`` (seconds or HTTP date), else a ``google.rpc.RetryInfo`` delay."""
-    header = response.headers.get("retry-after")
-    if header:
-        seconds = _retry_after_header(header)
-        if seconds is not None:
-            return seconds
-    try:
-        data = response.json()
-    except ValueError:
-        return None
-    error = data.get("error") if isinstance(data, dict) else None
-    details = error.get("details") if isinstance(error, dict) else None
-    for detail in details if isinstance(details, list) else []:
-        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+    seconds = retry_after_s(response.headers)
+    if seconds is not None:
+        return seconds
+    for detail in _error_details(json_or_none(response)):
+        delay = detail.get("retryDelay")
         if isinstance(delay, str) and (m := _RETRY_DELAY_RE.match(delay)):
             return float(m.group(1))
     return None
 
 
-def _retry_after_header(value: str) -> float | None:
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+def google_refuses_key(response: httpx.Response) -> bool:
+    """401/403, or the 400 ``API_KEY_INVALID`` Google answers for a wrong key."""
+    if refuses_key(response):
+        return True
+    return response.status_code == 400 and any(
+        detail.get("reason") == "API_KEY_INVALID"
+        for detail in _error_details(json_or_none(response))
+    )
+
+
+def _error_details(body: object) -> list[dict[str, Any]]:
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []

@@ -1,0 +1,550 @@
+"""What every remote adapter does the same way over HTTP, written once.
+
+An adapter knows its provider's protocol (URLs, bodies, statuses, error envelopes); this
+module knows how to talk HTTP to a provider safely:
+
+* :class:`ProviderHTTP` sends every call with a timeout and the provider's headers, turns
+  transport faults and answers into :class:`ProviderUnavailable`,
+  :class:`SubmitOutcomeUnknown` or :class:`GenerationFailed`, scrubs the API key from every
+  message, and streams outputs, following redirects by hand so the key only ever goes to
+  the provider's own origin;
+* small pure helpers: ``Retry-After`` parsing, key scrubbing, the same-origin check, and the
+  request mapping the generic adapters (fal, Replicate, OpenAI, NanoGPT) share.
+
+The error policy, in one place:
+
+=====================================================  ==================================
+what happened                                          raised
+=====================================================  ==================================
+no connection could be made (connect error/timeout,    ``ProviderUnavailable``: nothing
+pool timeout, proxy)                                   reached the provider
+a timeout or a drop after the request was sent         ``ProviderUnavailable``; at submit
+                                                       ``SubmitOutcomeUnknown``
+a 2xx answer that is not the expected JSON             ``ProviderUnavailable``; at submit
+                                                       ``SubmitOutcomeUnknown``
+HTTP 408, 409, 425, 429 or 5xx                         ``ProviderUnavailable`` with
+                                                       ``retry_after_s``
+HTTP 401/403 while following a job                     ``ProviderUnavailable`` naming the
+                                                       key problem (the job is likely fine)
+any other refusal of a submit                          ``GenerationFailed``
+=====================================================  ==================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+
+from vidgate.backends.base import (
+    GenerationFailed,
+    ProviderSettings,
+    ProviderUnavailable,
+    ProviderUpdate,
+    SubmitOutcomeUnknown,
+)
+from vidgate.logs import event
+from vidgate.runs.request import GenerationRequest
+from vidgate.runs.status import Status
+
+log = logging.getLogger(__name__)
+
+NSFW_FRIENDLY = "Content flagged as inappropriate. Please modify your prompt and try again."
+FAILED_FRIENDLY = "The video could not be generated. Please try again."
+EXPIRED_FRIENDLY = "The generated video expired at the provider before it could be saved."
+REDACTED = "[redacted]"
+CHUNK_BYTES = 256 * 1024
+MAX_REDIRECTS = 5
+SNIPPET_CHARS = 300
+TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+AUTH_STATUSES = frozenset({401, 403})
+NEVER_SENT: tuple[type[httpx.RequestError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+)
+"""Transport errors raised before any byte of the request left: safe to send it again."""
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Describe = Callable[[object], str | None]
+"""The provider's own account of an error, from the parsed JSON body (``None`` if not JSON)."""
+
+RetryAfter = Callable[[httpx.Response], float | None]
+"""When to try again after this answer, in seconds."""
+
+KeyRefused = Callable[[httpx.Response], bool]
+"""Whether an error answer says the provider refused our API key."""
+
+BackendFailure = ProviderUnavailable | GenerationFailed
+
+
+def is_transient(status: int) -> bool:
+    """Whether an HTTP status is a passing fault (408, 409, 425, 429 or 5xx)."""
+    return status in TRANSIENT_STATUSES or status >= 500
+
+
+def retry_after_s(headers: httpx.Headers) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date), else ``None``."""
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def milliseconds_header_s(headers: httpx.Headers, name: str) -> float | None:
+    """A header holding milliseconds (``retry-after-ms``, ``openai-poll-after-ms``), in seconds."""
+    ms = _seconds(headers.get(name))
+    return None if ms is None else ms / 1000
+
+
+def response_retry_after_s(response: httpx.Response) -> float | None:
+    """The default :data:`RetryAfter`: the answer's ``Retry-After``."""
+    return retry_after_s(response.headers)
+
+
+def refuses_key(response: httpx.Response) -> bool:
+    """The default :data:`KeyRefused`: HTTP 401 or 403."""
+    return response.status_code in AUTH_STATUSES
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` (plain or URL-encoded) replaced by ``[redacted]``."""
+    if not secret:
+        return text
+    for form in dict.fromkeys((secret, quote(secret, safe=""))):
+        text = text.replace(form, REDACTED)
+    return text
+
+
+def same_origin(url: str, root: str) -> bool:
+    """Whether ``url`` is on ``root``'s origin (scheme, host, port): where the key may go."""
+    origin = _origin(url)
+    return origin is not None and origin == _origin(root)
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    """The parsed JSON body, or ``None`` when it is not JSON."""
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def exception_text(exc: BaseException) -> str:
+    """``ReadError: detail``, or the type name alone when the error says nothing."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ProviderHTTP:
+    """One provider's HTTP: its root URL, headers, timeout, key scrubbing and error mapping.
+
+    ``label`` names the provider in messages; ``headers`` (auth, API version) go with every
+    call and, for downloads, only to ``root``'s origin; ``describe`` reads the provider's
+    error envelope; ``retry_after`` reads its back-off hints; ``key_refused`` tells an
+    answer refusing the key (401/403 unless the provider says so otherwise).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: ProviderSettings,
+        *,
+        label: str,
+        root: str,
+        headers: Mapping[str, str],
+        describe: Describe,
+        retry_after: RetryAfter = response_retry_after_s,
+        key_refused: KeyRefused = refuses_key,
+    ) -> None:
+        self._label = label
+        self._root = root.rstrip("/")
+        self._http = http
+        self._provider = settings.name
+        self._key = settings.api_key
+        self._timeout_s = settings.timeout_s
+        self._headers = dict(headers)
+        self._describe = describe
+        self._retry_after = retry_after
+        self._key_refused = key_refused
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def send(
+        self,
+        what: str,
+        method: str,
+        url: str,
+        *,
+        json: object = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One call; any answer is returned. Transport faults raise ProviderUnavailable."""
+        request = self._http.build_request(
+            method,
+            url,
+            json=json,
+            params=params,
+            headers=self._headers | dict(headers or {}),
+            timeout=self._timeout_s,
+        )
+        return await self._send(request, what)
+
+    async def submit(
+        self,
+        url: str,
+        *,
+        json: object,
+        id_keys: Sequence[str],
+        rejected: Callable[[httpx.Response], GenerationFailed],
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        """POST a new job; its id (the first of ``id_keys`` in the answer) and the answer.
+
+        Raises :class:`SubmitOutcomeUnknown` when the request may have reached the provider
+        but no usable answer came back (a timeout or drop after sending, a 2xx answer
+        without the expected JSON); :class:`ProviderUnavailable` when nothing was created
+        (no connection, or a 408/409/425/429/5xx answer); and ``rejected(response)`` for any
+        other refusal.
+        """
+        request = self._http.build_request(
+            "POST",
+            url,
+            json=json,
+            headers=self._headers | dict(headers or {}),
+            timeout=self._timeout_s,
+        )
+        response = await self._send(request, "submit", submitting=True)
+        if not response.is_success:
+            if is_transient(response.status_code):
+                raise self.unavailable(response, "submit")
+            raise rejected(response)
+        data = json_or_none(response)
+        if not isinstance(data, dict):
+            raise SubmitOutcomeUnknown(self._not_json(response, "submit"))
+        for key in id_keys:
+            job_id = data.get(key)
+            if isinstance(job_id, str) and job_id:
+                return job_id, data
+        raise SubmitOutcomeUnknown(
+            f"{self._label} submit: HTTP {response.status_code} answer has no "
+            f"{' or '.join(id_keys)}: {self.detail(response)}"
+        )
+
+    async def download(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        expired_note: str = "",
+        expired_statuses: Collection[int] = (404, 410),
+    ) -> AsyncIterator[bytes]:
+        """Stream one output, following redirects by hand: the provider's headers go to
+        ``root``'s origin only, never along a redirect elsewhere.
+
+        A 408/409/425/429/5xx answer or a transport fault raises ProviderUnavailable; other
+        answers raise GenerationFailed (``expired_statuses`` add ``expired_note``).
+        """
+        target = urljoin(self._root + "/", url)
+        for _ in range(MAX_REDIRECTS + 1):
+            sent = dict(headers or {})
+            if same_origin(target, self._root):
+                sent |= self._headers
+            request = self._http.build_request("GET", target, headers=sent, timeout=self._timeout_s)
+            response = await self._send(request, "download", stream=True)
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    target = urljoin(str(response.url), response.headers["location"])
+                    continue
+                if not response.is_success:
+                    await response.aread()
+                    raise self._download_error(
+                        response, target, expired_note, response.status_code in expired_statuses
+                    )
+                async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                    yield chunk
+                return
+            except (httpx.RequestError, httpx.StreamError) as exc:
+                raise self.transport_error(exc, "download") from exc
+            finally:
+                await response.aclose()
+        raise ProviderUnavailable(f"{self._label} download: more than {MAX_REDIRECTS} redirects")
+
+    def settle_cancel(
+        self, response: httpx.Response, request_id: str, *, refusals: Collection[int] = ()
+    ) -> None:
+        """Accept a cancel's answer: a 2xx, or a lasting refusal (logged as
+        ``provider.cancel_refused``). A passing fault that is not one of ``refusals`` raises
+        ProviderUnavailable, so the caller may try again.
+        """
+        code = response.status_code
+        if response.is_success:
+            return
+        if is_transient(code) and code not in refusals:
+            raise self.unavailable(response, "cancel")
+        event(
+            log,
+            "provider.cancel_refused",
+            provider=self._provider,
+            request_id=request_id,
+            http_status=code,
+        )
+
+    # -- answers to errors -------------------------------------------------------------------
+
+    def json_object(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        """The answer's JSON object; any other body raises ProviderUnavailable."""
+        data = json_or_none(response)
+        if not isinstance(data, dict):
+            raise ProviderUnavailable(
+                self._not_json(response, what), retry_after_s=self._retry_after(response)
+            )
+        return data
+
+    def unavailable(self, response: httpx.Response, what: str) -> ProviderUnavailable:
+        """A passing fault, with the provider's back-off hint; a refused key is named."""
+        code = response.status_code
+        problem = ""
+        if self._key_refused(response):
+            problem = (
+                "the provider refused our API key; the job itself is probably fine, so check "
+                f"the key configured for provider {self._provider!r}: "
+            )
+        return ProviderUnavailable(
+            f"{self._label} {what}: HTTP {code}: {problem}{self.detail(response)}",
+            retry_after_s=self._retry_after(response),
+        )
+
+    def poll_error(self, response: httpx.Response, what: str) -> BackendFailure:
+        """A non-2xx poll answer: a passing fault or a refused key is ProviderUnavailable
+        (an operator can fix the key; the job is probably fine), anything else
+        GenerationFailed."""
+        if is_transient(response.status_code) or self._key_refused(response):
+            return self.unavailable(response, what)
+        return self.rejection(response, what)
+
+    def rejection(
+        self,
+        response: httpx.Response,
+        what: str,
+        *,
+        user_friendly: str | None = None,
+        is_nsfw: bool = False,
+        provider_status: str | None = None,
+    ) -> GenerationFailed:
+        """The provider refused for good: GenerationFailed with its detail, key-free."""
+        code = response.status_code
+        return GenerationFailed(
+            f"{self._label} {what}: HTTP {code}: {self.detail(response)}",
+            user_friendly=None if user_friendly is None else self.scrub(user_friendly),
+            is_nsfw=is_nsfw,
+            provider_status=provider_status or f"HTTP {code}",
+        )
+
+    def transport_error(
+        self, exc: httpx.RequestError | httpx.StreamError, what: str, *, submitting: bool = False
+    ) -> ProviderUnavailable:
+        """A fault below HTTP. While ``submitting``, one that may come after the request was
+        sent is :class:`SubmitOutcomeUnknown`: the provider may have created a job."""
+        if isinstance(exc, httpx.TimeoutException):
+            waited = "no connection" if isinstance(exc, NEVER_SENT) else "no answer"
+            text = f"{waited} within {self._timeout_s:g}s ({type(exc).__name__})"
+        else:
+            text = exception_text(exc)
+        message = self.scrub(f"{self._label} {what}: {text}")
+        if submitting and not isinstance(exc, NEVER_SENT):
+            return SubmitOutcomeUnknown(message)
+        return ProviderUnavailable(message)
+
+    # -- key-free text -----------------------------------------------------------------------
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self._key)
+
+    def scrub_update(self, update: ProviderUpdate) -> ProviderUpdate:
+        """The update with the provider's own error texts key-free, should they echo it."""
+        error, friendly = update.error, update.user_friendly_error
+        return dataclasses.replace(
+            update,
+            error=error and self.scrub(error),
+            user_friendly_error=friendly and self.scrub(friendly),
+        )
+
+    def detail(self, response: httpx.Response) -> str:
+        """A short, key-free account of an answer's body: the provider's own if it has one."""
+        text = self._describe(json_or_none(response)) or response.text
+        return self.scrub(text.strip())[:SNIPPET_CHARS]
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _send(
+        self, request: httpx.Request, what: str, *, submitting: bool = False, stream: bool = False
+    ) -> httpx.Response:
+        try:
+            if stream:
+                return await self._http.send(request, stream=True, follow_redirects=False)
+            return await self._http.send(request)
+        except httpx.RequestError as exc:
+            raise self.transport_error(exc, what, submitting=submitting) from exc
+
+    def _not_json(self, response: httpx.Response, what: str) -> str:
+        snippet = self.scrub(response.text.strip())[:SNIPPET_CHARS]
+        return (
+            f"{self._label} {what}: HTTP {response.status_code} with a body that is not a JSON "
+            f"object: {snippet!r}"
+        )
+
+    def _download_error(
+        self, response: httpx.Response, url: str, expired_note: str, expired: bool
+    ) -> BackendFailure:
+        code = response.status_code
+        if is_transient(code):
+            return self.unavailable(response, "download")
+        where = self.scrub(urlsplit(url)._replace(query="", fragment="").geturl())
+        message = f"{self._label} download of {where}: HTTP {code}: {self.detail(response)}"
+        if expired and expired_note:
+            message += f" ({expired_note})"
+        return GenerationFailed(
+            message,
+            user_friendly=EXPIRED_FRIENDLY if expired else FAILED_FRIENDLY,
+            provider_status=f"HTTP {code}",
+        )
+
+
+# -- request and answer mapping the generic adapters share ----------------------------------
+
+
+def format_duration(seconds: float | None, style: object) -> str | int | float | None:
+    """A duration as a model wants it: ``"string"`` (``"5"``), ``"number"`` (5), ``"seconds"``
+    (``"5s"``)."""
+    if seconds is None:
+        return None
+    number: int | float = int(seconds) if float(seconds).is_integer() else seconds
+    if style == "number":
+        return number
+    if style == "seconds":
+        return f"{number}s"
+    if style == "string":
+        return str(number)
+    raise GenerationFailed(
+        f"model option duration_format must be string, number or seconds; got {style!r}",
+        user_friendly=FAILED_FRIENDLY,
+    )
+
+
+def options_table(options: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A table-valued model option (``{}`` when unset); anything else fails the run."""
+    value = options.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise GenerationFailed(
+            f"model option {key!r} must be a table, got {type(value).__name__}",
+            user_friendly=FAILED_FRIENDLY,
+        )
+    return value
+
+
+def renamed_input(
+    request: GenerationRequest,
+    options: Mapping[str, Any],
+    *,
+    image_field: str,
+    duration_format: str,
+) -> dict[str, Any]:
+    """A model input: our fields under ``options.rename``'s names (``""`` drops one), then
+    ``extra``, then ``options.input``, so the operator's fixed values win."""
+    rename = options_table(options, "rename")
+    fields: dict[str, Any] = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "duration": format_duration(
+            request.duration_s, options.get("duration_format", duration_format)
+        ),
+        "aspect_ratio": request.aspect_ratio,
+        "resolution": request.resolution,
+        "seed": request.seed,
+        image_field: request.image_url or request.image_data_url,
+    }
+    body: dict[str, Any] = {}
+    for field, value in fields.items():
+        target = rename.get(field, field)
+        if value is not None and target:
+            body[str(target)] = value
+    body.update(request.extra)
+    body.update(options_table(options, "input"))
+    return body
+
+
+def rejection_friendly(status: int, reason: str, *, nsfw: bool) -> str:
+    """What to tell people when a provider refuses a request: the reason if it is about
+    the input (400/422), a content-policy note, or the generic message."""
+    if nsfw:
+        return NSFW_FRIENDLY
+    if status in (400, 422) and reason:
+        return f"The provider rejected the request: {reason}"
+    return FAILED_FRIENDLY
+
+
+def failed_update(provider_status: str, error: str, *, nsfw: bool = False) -> ProviderUpdate:
+    """A FAILED update with the matching user-facing message."""
+    return ProviderUpdate(
+        Status.FAILED,
+        provider_status,
+        error=error,
+        is_nsfw=nsfw,
+        user_friendly_error=NSFW_FRIENDLY if nsfw else FAILED_FRIENDLY,
+    )
+
+
+def percent(value: object, *, scale: float = 1.0) -> float | None:
+    """A progress number times ``scale``, clamped to 0-100; ``None`` if it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return min(100.0, max(0.0, float(value) * scale))
+
+
+def str_or(value: object, default: str) -> str:
+    """``value`` if it is a non-empty string, else ``default``."""
+    return value if isinstance(value, str) and value else default
+
+
+def _seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return max(0.0, number) if math.isfinite(number) else None
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return scheme, parts.hostname, port or _DEFAULT_PORTS.get(scheme)
