@@ -199,3 +199,30 @@ async def test_cancel_and_completion_race_has_one_winner(store: SQLStore) -> Non
             assert cancelled.status is Status.COMPLETED and final.status is Status.COMPLETED
         else:
             assert cancelled.status is Status.CANCELLED and final.status is Status.CANCELLED
+
+
+async def test_renew_extends_leases_in_any_status(store: SQLStore) -> None:
+    queued = (await store.submit(new_run(backend="fal"), idempotency_ttl_s=60))[0]
+    [leased] = await store.claim_remote("poller", ["fal"], 10, 0.2)
+    assert leased.id == queued.id and leased.status is Status.IN_QUEUE
+    await store.renew("poller", [queued.id], 60)
+    await asyncio.sleep(0.3)
+    assert await store.claim_remote("other", ["fal"], 10, 60) == []  # still held
+    await store.renew("someone-else", [queued.id], 0)  # only the owner can renew
+    assert (await store.get(queued.id)).lease_owner == "poller"
+
+
+async def test_remote_claims_submit_then_poll_by_due_time(store: SQLStore) -> None:
+    run = (await store.submit(new_run(backend="fal"), idempotency_ttl_s=60))[0]
+    assert await store.claim_remote("p", ["testcard"], 10, 30) == []  # other backend
+    [claimed] = await store.claim_remote("p", ["fal"], 10, 30)
+    updated = await store.remote_update(
+        run.id, "p", provider_request_id="req-1", next_poll_at=time.time() + 60
+    )
+    assert updated is not None and updated.lease_owner is None
+    assert await store.claim_remote("p", ["fal"], 10, 30) == []  # not due for a minute
+    await store.remote_update(run.id, "nobody", next_poll_at=0)  # not the owner: no effect
+    assert (await store.get(run.id)).next_poll_at > time.time()
+    cancelled = await store.cancel(run.id, "key_a")
+    assert cancelled.status is Status.CANCELLED and cancelled.next_poll_at is not None
+    assert claimed.id == run.id

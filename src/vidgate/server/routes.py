@@ -163,7 +163,13 @@ def _link(request: Request, state: AppState, run: RunRecord) -> OutputLink | Non
 async def _status_response(
     request: Request, state: AppState, run: RunRecord, shape: str
 ) -> JSONResponse:
-    position = await state.store.queue_position(run) if run.status is Status.IN_QUEUE else None
+    position = None
+    if run.status is Status.IN_QUEUE:
+        provider_position = (run.provider_state or {}).get("queue_position")
+        if run.provider_request_id is not None:
+            position = provider_position if isinstance(provider_position, int) else None
+        else:
+            position = await state.store.queue_position(run)
     render = legacy_status if shape == "legacy" else unified_status
     headers = {}
     if not run.status.is_terminal:

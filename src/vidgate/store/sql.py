@@ -295,6 +295,17 @@ class SQLStore:
             )
             return {r.id for r in result}
 
+    async def renew(self, owner: str, run_ids: Collection[str], lease_s: float) -> None:
+        """Extend this owner's leases whatever the runs' status (remote operations)."""
+        if not run_ids:
+            return
+        async with self._write() as conn:
+            await conn.execute(
+                update(runs)
+                .where(runs.c.id.in_(list(run_ids)), runs.c.lease_owner == owner)
+                .values(lease_expires_at=time.time() + lease_s)
+            )
+
     async def release(self, owner: str, run_ids: Collection[str]) -> None:
         """Give runs back (graceful shutdown): their leases expire now, so any worker may
         take them at once."""

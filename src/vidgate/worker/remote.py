@@ -77,11 +77,13 @@ class RemotePoller:
         self.submit_attempts = submit_attempts
         self.kinds = sorted({spec.backend for spec in catalog if spec.provider in self.backends})
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: dict[asyncio.Task[None], str] = {}  # operation -> run id
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.kinds:
             return
         event(log, "poller.started", owner=self.owner, backends=",".join(self.kinds))
+        renewer = asyncio.create_task(self._renew_leases(stop))
         try:
             while not stop.is_set():
                 free = self.settings.remote_concurrency - len(self._tasks)
@@ -103,14 +105,29 @@ class RemotePoller:
                 for run in batch:
                     task = asyncio.create_task(self._operate(run))
                     self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._held[task] = run.id
+                    task.add_done_callback(self._forget)
                 if len(batch) < wanted:  # nothing more is due yet
                     await _sleep_or_stop(stop, self.settings.idle_poll_s)
         finally:
+            renewer.cancel()
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(renewer, *self._tasks, return_exceptions=True)
             event(log, "poller.stopped", owner=self.owner)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._held.pop(task, None)
+
+    async def _renew_leases(self, stop: asyncio.Event) -> None:
+        """Keep the leases of operations that run long (a large video copy) from expiring."""
+        while not stop.is_set():
+            await asyncio.sleep(self.settings.lease_s / 3)
+            try:
+                await self.store.renew(self.owner, set(self._held.values()), self.settings.lease_s)
+            except Exception:
+                log.exception("poller.renew_failed")
 
     async def _operate(self, run: RunRecord) -> None:
         try:
