@@ -73,12 +73,13 @@ class LocalWorker:
             await self._claim_loop(stop)
         finally:
             heartbeat.cancel()
+            held = list(self._active)  # the done-callbacks empty _active as tasks end
             tasks = list(self._active.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(heartbeat, *tasks, return_exceptions=True)
-            await self.store.release(self.owner, list(self._active))
-            event(log, "worker.stopped", owner=self.owner, released=len(self._active))
+            await self.store.release(self.owner, held)
+            event(log, "worker.stopped", owner=self.owner, released=len(held))
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
