@@ -224,5 +224,9 @@ async def test_remote_claims_submit_then_poll_by_due_time(store: SQLStore) -> No
     await store.remote_update(run.id, "nobody", next_poll_at=0)  # not the owner: no effect
     assert (await store.get(run.id)).next_poll_at > time.time()
     cancelled = await store.cancel(run.id, "key_a")
-    assert cancelled.status is Status.CANCELLED and cancelled.next_poll_at is not None
-    assert claimed.id == run.id
+    assert cancelled.status is Status.CANCELLED
+    assert cancelled.next_poll_at is not None and cancelled.next_poll_at <= time.time()
+    [to_cancel] = await store.claim_remote("p", ["fal"], 10, 30)  # due at once
+    assert to_cancel.id == run.id and claimed.id == run.id
+    never_submitted = (await store.submit(new_run(backend="fal"), idempotency_ttl_s=60))[0]
+    assert (await store.cancel(never_submitted.id, "key_a")).next_poll_at is None

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, insert, or_, select, update
+from sqlalchemy import case, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -54,9 +54,9 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         # Let SQLAlchemy's "begin" hook below issue BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        _ensure_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -65,6 +65,24 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _ensure_wal(cursor: Any) -> None:
+    """Switch the database to WAL (a persistent setting). Switching needs an exclusive lock
+    and SQLite does not wait for it, so processes that open a new database at the same time
+    retry for a while instead of failing with "database is locked"."""
+    deadline = time.monotonic() + 30
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class SQLStore:
@@ -365,8 +383,14 @@ class SQLStore:
         return RunRecord.from_row(row._mapping) if row else None
 
     async def cancel(self, run_id: str, api_key_id: str) -> RunRecord:
-        """Cancel a queued or running run; a terminal run is returned as it is."""
-        run = await self.transition(run_id, Status.CANCELLED, api_key_id=api_key_id)
+        """Cancel a queued or running run; a terminal run is returned as it is. A run with
+        a provider job becomes due at once, so the poller cancels that job without waiting
+        for its next scheduled poll."""
+        now = time.time()
+        due_now = case((runs.c.provider_request_id.is_not(None), now), else_=None)
+        run = await self.transition(
+            run_id, Status.CANCELLED, api_key_id=api_key_id, next_poll_at=due_now
+        )
         return run if run is not None else await self.get(run_id, api_key_id)
 
     # ---- runs: the remote poller's verbs ---------------------------------------------
