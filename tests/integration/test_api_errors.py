@@ -117,7 +117,7 @@ def test_undecodable_image_fails_the_run_not_the_server(live_server: LiveServer)
 def test_huge_bodies_are_refused_before_reading_them(live_server: LiveServer) -> None:
     huge = json.dumps({"model": "testcard-video", "prompt": "x", "pad": "y" * 9_000_000})
     response = post_raw(live_server, huge)
-    assert "limit" in assert_submit_error(response, 413, "invalid_request_error")
+    assert "limit" in assert_submit_error(response, 400, "invalid_request_error")
 
     def chunks():  # no Content-Length: the limit holds while streaming
         yield b'{"model": "testcard-video", "pad": "'
@@ -131,7 +131,7 @@ def test_huge_bodies_are_refused_before_reading_them(live_server: LiveServer) ->
         headers=live_server.headers(),
         timeout=30,
     )
-    assert_submit_error(streamed, 413, "invalid_request_error")
+    assert_submit_error(streamed, 400, "invalid_request_error")
 
 
 def test_unknown_keys_are_ignored(live_server: LiveServer) -> None:
@@ -348,3 +348,46 @@ def test_file_urls_need_a_valid_unexpired_signature(live_server: LiveServer) -> 
 def test_unknown_routes_and_methods_use_the_error_shape(live_server: LiveServer) -> None:
     assert_status_error(httpx.get(f"{live_server.base_url}/api/nope"), 404)
     assert_status_error(httpx.delete(f"{live_server.base_url}/api/video/status"), 405)
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "needle"),
+    [
+        (
+            b'{"model": "testcard-video", "prompt": "\\ud800 lone surrogate"}',
+            {"Idempotency-Key": "surrogate"},
+            "",
+        ),
+        (b"[" * 200_000, {}, "nested too deeply"),
+        (b'{"model": "testcard-video", "prompt": "x", "n": NaN}', {}, "NaN"),
+        (b'{"model": "testcard-video", "prompt": "x", "n": -Infinity}', {}, "Infinity"),
+    ],
+)
+def test_hostile_bodies_never_500(
+    live_server: LiveServer, content: bytes, headers: dict[str, str], needle: str
+) -> None:
+    response = httpx.post(
+        f"{live_server.base_url}{SUBMIT}",
+        content=content,
+        headers={**live_server.headers(), **headers, "content-type": "application/json"},
+    )
+    assert response.status_code in (202, 400), response.text
+    if response.status_code == 400:
+        assert needle in assert_submit_error(response, 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize("exp", ["²", "1" * 5000, "-5", "12.5"])
+def test_odd_file_expiries_are_403(live_server: LiveServer, exp: str) -> None:
+    response = httpx.get(
+        f"{live_server.base_url}/files/a/video.mp4", params={"exp": exp, "sig": "x"}
+    )
+    assert_status_error(response, 403)
+
+
+def test_wait_seconds_above_60_is_400(live_server: LiveServer) -> None:
+    response = httpx.get(
+        f"{live_server.base_url}/api/video/status",
+        params={"runId": "x", "waitSeconds": 61},
+        headers=live_server.headers(),
+    )
+    assert "waitSeconds" in assert_status_error(response, 400)

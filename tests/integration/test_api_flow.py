@@ -206,7 +206,7 @@ def test_openapi_describes_every_route_with_upstream_schemas(live_server: LiveSe
     spec = httpx.get(f"{live_server.base_url}/openapi.json").json()
     paths = spec["paths"]
     expected = {
-        ("/api/generate-video", "post"): {"202", "400", "401", "409", "413", "429"},
+        ("/api/generate-video", "post"): {"202", "400", "401", "409", "429"},
         ("/api/generate-video/status", "get"): {"200", "400", "401", "404"},
         ("/api/video/status", "get"): {"200", "400", "401", "404"},
         ("/api/generate-video/cancel", "post"): {"200", "400", "401", "404"},

@@ -16,7 +16,7 @@ LOCAL_SANDBOX_BACKENDS = frozenset({"testcard"})
 
 
 def request_hash(body: object) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -41,7 +41,7 @@ async def _read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(
-            413,
+            400,
             f"request body is {declared} bytes; the limit is {limit} bytes. "
             "Host large images and send 'imageUrl' instead.",
         )
@@ -49,28 +49,36 @@ async def _read_json(request: Request, limit: int) -> Any:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes")
+            raise ApiError(400, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
         raise ApiError(400, "the request body is empty; send a JSON object with at least 'model'")
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise ApiError(400, "the request body is not UTF-8 text") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ApiError(
             400,
             f"the request body is not valid JSON: {exc.msg} at line "
             f"{exc.lineno} column {exc.colno}",
         ) from None
+    except ValueError as exc:  # NaN / Infinity
+        raise ApiError(400, str(exc)) from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"the request body contains {name}, which is not valid JSON")
 
 
 @router.post(
     "/api/generate-video",
     status_code=202,
     response_model=schemas.SubmitResponse,
-    responses=schemas.error_responses(400, 401, 409, 413, 429, submit=True),
+    responses=schemas.error_responses(400, 401, 409, 429, submit=True),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -178,7 +186,7 @@ async def _status_response(
 
 
 WaitSeconds = Annotated[
-    int | None, Query(ge=0, le=300, description="extension: long-poll up to N seconds")
+    int | None, Query(ge=0, le=60, description="extension: long-poll up to N seconds (0-60)")
 ]
 
 

@@ -134,7 +134,7 @@ class LocalStorage:
     def open_signed(self, key: str, exp: str | None, sig: str | None) -> Path:
         """The file behind a signed URL; BadSignature if the signature is wrong or expired,
         FileNotFoundError if the file is gone."""
-        if not exp or not sig or not exp.isdigit():
+        if not exp or not sig or not (exp.isascii() and exp.isdigit() and len(exp) <= 12):
             raise BadSignature("this file URL is missing its signature (exp and sig)")
         if not hmac.compare_digest(self._sign(key, int(exp)), sig):
             raise BadSignature("this file URL's signature is not valid")
