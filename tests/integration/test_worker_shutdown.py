@@ -76,3 +76,98 @@ async def test_graceful_stop_releases_leases(tmp_path: Path) -> None:
         assert again is not None and again.id == run.id
     finally:
         await store.close()
+
+
+class _LateBackend:
+    """Renders like testcard, then stalls: its worker finishes after losing the lease."""
+
+    name = "testcard"
+
+    def __init__(self, delay_s: float) -> None:
+        self.inner = TestcardBackend()
+        self.delay_s = delay_s
+
+    async def generate(self, request, options, workdir, on_progress):  # type: ignore[no-untyped-def]
+        output = await self.inner.generate(request, options, workdir, on_progress)
+        await asyncio.sleep(self.delay_s)
+        return output
+
+
+async def test_a_worker_that_lost_its_lease_cannot_touch_the_finished_video(
+    tmp_path: Path,
+) -> None:
+    store = await SQLStore.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    storage = LocalStorage(tmp_path / "files", b"s" * 32)
+    catalog = Catalog(
+        {
+            "testcard-video": ModelSpec(
+                slug="testcard-video",
+                backend="testcard",
+                name="t",
+                parameters=catalog_module.testcard_parameters(),
+                options={"mode": "text"},
+            )
+        }
+    )
+    request = {
+        "model": "testcard-video",
+        "prompt": "contested",
+        "duration_s": 1,
+        "resolution": "240p",
+        "extra": {},
+    }
+    run, _ = await store.submit(
+        NewRun(
+            id=new_run_id(),
+            api_key_id="k",
+            model="testcard-video",
+            backend="testcard",
+            request=request,
+            cost=0,
+            available_at=time.time(),
+        ),
+        idempotency_ttl_s=60,
+    )
+    # A holds a 1 s lease it never renews, and finishes 4 s late; B takes over and completes.
+    slow = LocalWorker(
+        store,
+        storage,
+        catalog,
+        {"testcard": _LateBackend(4.0)},
+        WorkerSettings(lease_s=1, heartbeat_s=1000, idle_poll_s=0.05),
+        tmp_path / "work-a",  # two machines sharing storage
+        owner="A",
+    )
+    fast = LocalWorker(
+        store,
+        storage,
+        catalog,
+        {"testcard": TestcardBackend()},
+        WorkerSettings(lease_s=30, heartbeat_s=0.1, idle_poll_s=0.05),
+        tmp_path / "work-b",
+        owner="B",
+    )
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    task_a = asyncio.create_task(slow.run(stop_a))
+    for _ in range(100):
+        if (await store.get(run.id)).lease_owner == "A":
+            break
+        await asyncio.sleep(0.02)
+    task_b = asyncio.create_task(fast.run(stop_b))
+    try:
+        for _ in range(300):
+            done = await store.get(run.id)
+            if done.status is Status.COMPLETED:
+                break
+            await asyncio.sleep(0.05)
+        assert done.status is Status.COMPLETED and done.lease_owner is None
+        await asyncio.sleep(4.5)  # A finishes now, and loses
+        final = await store.get(run.id)
+        assert final.output_key == done.output_key
+        assert final.output_key is not None
+        assert (tmp_path / "files" / final.output_key).stat().st_size > 1000
+    finally:
+        stop_a.set()
+        stop_b.set()
+        await asyncio.gather(task_a, task_b)
+        await store.close()

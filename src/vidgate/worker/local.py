@@ -10,9 +10,11 @@ kills the render. A run whose worker died is claimed again once its lease has ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -34,6 +36,11 @@ from vidgate.store.records import RunRecord
 from vidgate.store.sql import SQLStore
 
 log = logging.getLogger("vidgate.worker")
+
+
+def attempt_name(run: RunRecord) -> str:
+    """A name unique to this claim of the run: for its working folder and output key."""
+    return f"{run.attempts}-{secrets.token_hex(4)}"
 
 
 def new_owner_id() -> str:
@@ -140,8 +147,10 @@ class LocalWorker:
                 user_friendly_error="The video could not be generated. Please try again.",
             )
             return
-        workdir = self.workdir / run.id
-        shutil.rmtree(workdir, ignore_errors=True)
+        # Each attempt has its own folder and output key: a worker that lost its lease
+        # (and finishes late) can never touch what the worker that took over produced.
+        attempt = attempt_name(run)
+        workdir = self.workdir / run.id / attempt
         workdir.mkdir(parents=True, exist_ok=True)
         try:
             spec = self.catalog.models.get(run.model)
@@ -153,7 +162,7 @@ class LocalWorker:
                 workdir,
                 lambda percent: self._report_progress(run.id, percent),
             )
-            key = f"{run.id}/video.mp4"
+            key = f"{run.id}/{attempt}.mp4"
             stored = await self.storage.put_file(key, output.path, output.content_type)
             done = await self._finish(
                 run,
@@ -189,6 +198,8 @@ class LocalWorker:
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                workdir.parent.rmdir()  # only once no other attempt uses it
 
     async def _report_progress(self, run_id: str, percent: float) -> None:
         percent = max(0.0, min(99.0, round(percent, 1)))

@@ -38,6 +38,7 @@ from vidgate.runs.status import Status
 from vidgate.storage.local import LocalStorage
 from vidgate.store.records import RunRecord
 from vidgate.store.sql import SQLStore
+from vidgate.worker.local import attempt_name
 
 log = logging.getLogger("vidgate.poller")
 
@@ -311,7 +312,7 @@ class RemotePoller:
         if not update.output_urls:
             await self._fail(run, "the provider reported success but returned no video")
             return
-        key = f"{run.id}/video.mp4"
+        key = f"{run.id}/{attempt_name(run)}.mp4"  # never another operation's file
         try:
             stored = await self.storage.put_stream(
                 key, backend.open_output(job, update.output_urls[0]), "video/mp4"
