@@ -45,6 +45,7 @@ log = logging.getLogger("vidgate.poller")
 GENERIC_FAILURE = "The video could not be generated. Please try again."
 MAX_BACKOFF_S = 300.0
 CLAIM_BATCH = 500
+SUBMIT_GRACE_S = 30.0
 
 
 def backoff_s(failures: int, base_s: float, retry_after_s: float | None = None) -> float:
@@ -79,6 +80,7 @@ class RemotePoller:
         self.kinds = sorted({spec.backend for spec in catalog if spec.provider in self.backends})
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[asyncio.Task[None], str] = {}  # operation -> run id
+        self._submitting: set[asyncio.Task[Any]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.kinds:
@@ -111,6 +113,16 @@ class RemotePoller:
                 if len(batch) < wanted:  # nothing more is due yet
                     await _sleep_or_stop(stop, self.settings.idle_poll_s)
         finally:
+            # Polls and copies are simply redone later. A submit waiting for the provider's
+            # answer is given time to record the provider's id: cut off now, its run could
+            # only be failed as "outcome unknown" after the restart.
+            for task in list(self._tasks):
+                if task not in self._submitting:
+                    task.cancel()
+            submitting = set(self._submitting)
+            if submitting:
+                event(log, "poller.waiting_for_submits", count=len(submitting))
+                await asyncio.wait(submitting, timeout=SUBMIT_GRACE_S)
             renewer.cancel()
             for task in list(self._tasks):
                 task.cancel()
@@ -159,6 +171,16 @@ class RemotePoller:
                 "avoid paying twice",
             )
             return
+        current = asyncio.current_task()
+        if current is not None:
+            self._submitting.add(current)
+        try:
+            await self._submit_once(run, spec, backend)
+        finally:
+            if current is not None:
+                self._submitting.discard(current)
+
+    async def _submit_once(self, run: RunRecord, spec: ModelSpec, backend: RemoteBackend) -> None:
         marked = await self.store.remote_update(
             run.id, self.owner, release=False, submit_started_at=time.time()
         )
