@@ -33,7 +33,7 @@ from vidgate.runs.request import GenerationRequest
 from vidgate.runs.sandbox import SandboxSwitches, parse_sandbox
 
 TEXT = {"mode": "text"}
-IMAGE = {"mode": "image"}
+IMAGE = {"mode": "image", "allow_private_hosts": True}  # the test server is on loopback
 
 
 def _png(width: int = 64, height: int = 48) -> bytes:
@@ -359,7 +359,7 @@ async def test_fetches_image_url(tmp_path: Path, image_server: str) -> None:
     ("path", "options", "message"),
     [
         ("/missing.png", IMAGE, "could not fetch imageUrl: HTTP 404"),
-        ("/big.png", {"mode": "image", "image_max_bytes": 20_000}, "larger than 20000 bytes"),
+        ("/big.png", {**IMAGE, "image_max_bytes": 20_000}, "larger than 20000 bytes"),
         ("/page.html", IMAGE, "could not be decoded"),
     ],
 )
@@ -376,12 +376,30 @@ async def test_image_url_connection_refused(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     request = _request(model="testcard-image-video", image_url=f"http://127.0.0.1:{port}/a.png")
-    with pytest.raises(GenerationFailed, match="could not fetch imageUrl: ConnectError"):
+    with pytest.raises(GenerationFailed, match="could not fetch imageUrl: the connection failed"):
         await TestcardBackend().generate(request, IMAGE, tmp_path, Progress())
 
 
 async def test_image_url_timeout(tmp_path: Path, image_server: str) -> None:
     request = _request(model="testcard-image-video", image_url=f"{image_server}/slow.png")
-    options = {"mode": "image", "image_fetch_timeout_s": 0.2}
+    options = {**IMAGE, "image_fetch_timeout_s": 0.2}
     with pytest.raises(GenerationFailed, match=r"no answer within 0\.2 s"):
         await TestcardBackend().generate(request, options, tmp_path, Progress())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/a.png",
+        "http://localhost/a.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/a.png",
+        "http://[::1]/a.png",
+    ],
+)
+async def test_image_urls_inside_the_network_are_refused_by_default(
+    url: str, tmp_path: Path
+) -> None:
+    request = _request(model="testcard-image-video", image_url=url)
+    with pytest.raises(GenerationFailed, match="not a public address"):
+        await TestcardBackend().generate(request, {"mode": "image"}, tmp_path, Progress())

@@ -20,6 +20,7 @@ import base64
 import binascii
 import contextlib
 import io
+import ipaddress
 import json
 import re
 import sys
@@ -65,6 +66,8 @@ class TestcardOptions:
     default_duration_s: float = 5.0
     image_fetch_timeout_s: float = 10.0
     image_max_bytes: int = 4 * 1024 * 1024
+    allow_private_hosts: bool = False
+    """Let ``imageUrl`` reach loopback and private addresses (tests, trusted networks)."""
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> TestcardOptions:
@@ -87,6 +90,7 @@ class TestcardOptions:
             image_max_bytes=int(
                 _number(options, "image_max_bytes", cls.image_max_bytes, 1, 256 * 1024 * 1024)
             ),
+            allow_private_hosts=options.get("allow_private_hosts") is True,
         )
 
 
@@ -174,6 +178,8 @@ class TestcardBackend:
     async def _fetch_image(self, url: str, opts: TestcardOptions) -> bytes:
         if not re.match(r"^https?://", url, re.IGNORECASE):
             raise _invalid("could not fetch imageUrl: only http and https URLs are supported")
+        if not opts.allow_private_hosts:
+            await _refuse_private_host(url)
         limit = opts.image_max_bytes
         too_big = f"could not fetch imageUrl: the image is larger than {limit} bytes"
         timed_out = f"could not fetch imageUrl: no answer within {opts.image_fetch_timeout_s:g} s"
@@ -183,10 +189,16 @@ class TestcardBackend:
                 httpx.AsyncClient(
                     transport=self._transport,
                     timeout=opts.image_fetch_timeout_s,
-                    follow_redirects=True,
+                    follow_redirects=False,  # a redirect could lead to a private address
+                    trust_env=False,
                 ) as client,
                 client.stream("GET", url) as response,
             ):
+                if response.is_redirect:
+                    raise _invalid(
+                        f"could not fetch imageUrl: it redirects (HTTP {response.status_code}); "
+                        "send the final URL of the image"
+                    )
                 if response.status_code != 200:
                     raise _invalid(f"could not fetch imageUrl: HTTP {response.status_code}")
                 declared = response.headers.get("content-length", "")
@@ -201,7 +213,23 @@ class TestcardBackend:
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _invalid(timed_out) from exc
         except httpx.HTTPError as exc:
-            raise _invalid(f"could not fetch imageUrl: {type(exc).__name__}: {exc}") from exc
+            raise _invalid("could not fetch imageUrl: the connection failed") from exc
+
+
+async def _refuse_private_host(url: str) -> None:
+    """Refuse URLs whose host resolves to a non-public address (loopback, private ranges,
+    link-local cloud metadata, ...), so that a submit cannot reach inside the network."""
+    parsed = httpx.URL(url)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
+        )
+    except OSError:
+        raise _invalid("could not fetch imageUrl: its host name does not resolve") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            raise _invalid("could not fetch imageUrl: its host is not a public address")
 
 
 def _invalid(message: str) -> GenerationFailed:
