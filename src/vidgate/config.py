@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from vidgate.runs.catalog import LOCAL_BACKENDS
+
 DEFAULT_DATA_DIR = Path(".vidgate")
 
 
@@ -210,6 +212,3 @@ def load_settings(
                 "section is configured"
             )
     return settings
-
-
-LOCAL_BACKENDS = frozenset({"testcard"})

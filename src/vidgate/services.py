@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from vidgate.config import LOCAL_BACKENDS, Settings
-from vidgate.runs.catalog import Catalog, ModelSpec, generic_parameters, testcard_parameters
+from vidgate.config import Settings
+from vidgate.runs.catalog import (
+    LOCAL_BACKENDS,
+    Catalog,
+    ModelSpec,
+    generic_parameters,
+    testcard_parameters,
+)
 from vidgate.storage.local import LocalStorage, load_or_create_secret
 
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 import httpx
 
 from vidgate.backends.base import LocalBackend, ProviderSettings, RemoteBackend
-from vidgate.config import LOCAL_BACKENDS, Settings
+from vidgate.config import Settings
+from vidgate.runs.catalog import LOCAL_BACKENDS
 
 REMOTE_ADAPTERS = frozenset({"fal", "replicate", "openai", "veo", "runway", "nanogpt"})
 

@@ -10,6 +10,8 @@ from typing import Any
 from vidgate.runs.errors import InvalidRequest, UnknownModel
 from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
 
+LOCAL_BACKENDS = frozenset({"testcard"})
+"""Backends that render on this machine; every other backend is a remote provider."""
 TESTCARD_RESOLUTIONS = ("240p", "360p", "480p", "540p", "720p", "1080p")
 
 
@@ -61,6 +63,10 @@ class ModelSpec:
     deadline_s: float = 3600.0
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend in LOCAL_BACKENDS
 
     def estimate_cost(self, request: GenerationRequest) -> float:
         seconds = request.duration_s or self.default_duration_s

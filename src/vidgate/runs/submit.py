@@ -12,8 +12,6 @@ from vidgate.runs.request import Limits, normalise
 from vidgate.runs.sandbox import parse_sandbox
 from vidgate.store.records import NewRun
 
-LOCAL_SANDBOX_BACKENDS = frozenset({"testcard"})
-
 
 def request_hash(body: object) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -37,7 +35,7 @@ def prepare_run(
     spec.validate(request)
     moderation.check(request)
     available_at = now
-    if spec.backend in LOCAL_SANDBOX_BACKENDS:
+    if spec.is_local:
         available_at += parse_sandbox(request.prompt)[1].queue_s
     return NewRun(
         id=new_run_id(int(now * 1000)),
@@ -47,7 +45,7 @@ def prepare_run(
         request=request.to_json(),
         cost=spec.estimate_cost(request),
         available_at=available_at,
-        deadline_at=None if spec.backend in LOCAL_SANDBOX_BACKENDS else now + spec.deadline_s,
+        deadline_at=None if spec.is_local else now + spec.deadline_s,
         idempotency_key=idempotency_key,
         request_hash=request_hash(body) if idempotency_key else None,
     )

@@ -23,7 +23,6 @@ DEFAULT_TYPES = {
     404: "not_found_error",
     405: "invalid_request_error",
     409: "conflict_error",
-    413: "invalid_request_error",
     429: "RATE_LIMITED",
     500: "server_error",
     503: "service_unavailable",

@@ -18,7 +18,13 @@ from vidgate.server import schemas
 from vidgate.server.auth import require_key
 from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
-from vidgate.server.views import OutputLink, legacy_status, submit_response, unified_status
+from vidgate.server.views import (
+    OutputLink,
+    iso,
+    legacy_status,
+    submit_response,
+    unified_status,
+)
 from vidgate.storage.local import BadSignature, content_type_for
 from vidgate.store.errors import IdempotencyConflict, NotFound
 from vidgate.store.records import KeyRecord, RunRecord
@@ -299,15 +305,9 @@ async def models_route(request: Request) -> JSONResponse:
         {
             "object": "list",
             "data": data,
-            "meta": {"count": len(data), "generated_at": _now_iso()},
+            "meta": {"count": len(data), "generated_at": iso(time.time())},
         }
     )
-
-
-def _now_iso() -> str:
-    from vidgate.server.views import iso
-
-    return iso(time.time()) or ""
 
 
 @router.get(

@@ -123,7 +123,6 @@ def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[s
         403: "Bad or expired file signature",
         404: "Run not found (or it belongs to another key)",
         409: "Idempotency-Key reused with a different body",
-        413: "Request body too large",
         429: "Too many submits; see Retry-After",
     }
     model = SubmitError if submit else Error

@@ -234,13 +234,6 @@ class SQLStore:
             raise NotFound(f"no run {run_id!r}")
         return RunRecord.from_row(row._mapping)
 
-    async def get_many(self, run_ids: Collection[str]) -> list[RunRecord]:
-        if not run_ids:
-            return []
-        async with self._read() as conn:
-            rows = await conn.execute(select(runs).where(runs.c.id.in_(list(run_ids))))
-            return [RunRecord.from_row(r._mapping) for r in rows]
-
     async def queue_position(self, run: RunRecord) -> int:
         """How many queued runs of the same backend are ahead of this one (0 = next)."""
         async with self._read() as conn:

@@ -429,12 +429,13 @@ class RemotePoller:
             event(log, "run.failed", run_id=run.id, error=error, nsfw=is_nsfw or None)
 
     async def _retry_later(self, run: RunRecord, error: str) -> None:
+        due = time.time() + backoff_s(3, 1.0)
         await self.store.remote_update(
             run.id,
             self.owner,
             expect=(Status.IN_QUEUE, Status.IN_PROGRESS, Status.CANCELLED),
-            next_poll_at=time.time() + backoff_s(3, 1.0) if run.provider_request_id else None,
-            available_at=time.time() + backoff_s(3, 1.0),
+            next_poll_at=due if run.provider_request_id else None,
+            available_at=due,
         )
         event(log, "poller.retry_later", run_id=run.id, error=error)
 
