@@ -36,6 +36,28 @@ def reap_all() -> None:
     _SPAWNED.clear()
 
 
+def child_processes(parent: int, marker: str) -> list[int]:
+    """PIDs of the live children of ``parent`` whose command line contains ``marker``.
+
+    Reads ``/proc`` directly: ``ps`` truncates long command lines to ``$COLUMNS``, so a long
+    interpreter path could hide the marker.
+    """
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process exited while we looked
+            continue
+        # Fields after the ")" that closes the command name: state, ppid, ...
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == parent and state != "Z" and marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
 # Settings that keep tests quick and independent of the defaults' rate limit.
 TEST_CONFIG = """
 [limits]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import httpx
 
 from tests.api_helpers import decode_mp4, status, submit_ok, wait_terminal
-from tests.servers import LiveServer
+from tests.servers import LiveServer, child_processes
 
 CRASH_CONFIG = """
 [limits]
@@ -61,12 +60,7 @@ def test_sigkill_while_rendering_then_restart_completes_every_run(tmp_path) -> N
 
 
 def render_children(parent: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
-    return [
-        int(line.split()[0])
-        for line in out.splitlines()[1:]
-        if int(line.split()[1]) == parent and "testcard_render" in line
-    ]
+    return child_processes(parent, "testcard_render")
 
 
 def _alive(pid: int) -> bool:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import random
-import subprocess
 import threading
 import time
 
 import httpx
 
 from tests.api_helpers import SMALL, status, submit, submit_ok, wait_for, wait_terminal
-from tests.servers import LiveServer
+from tests.servers import LiveServer, child_processes
 
 
 def cancel(server: LiveServer, run_id: str) -> httpx.Response:
@@ -25,13 +24,7 @@ def cancel(server: LiveServer, run_id: str) -> httpx.Response:
 def render_processes(server: LiveServer) -> list[int]:
     """PIDs of testcard render subprocesses started by this server."""
     assert server.process is not None
-    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
-    pids = []
-    for line in out.splitlines()[1:]:
-        pid, ppid, args = line.split(None, 2)
-        if int(ppid) == server.process.pid and "testcard_render" in args:
-            pids.append(int(pid))
-    return pids
+    return child_processes(server.process.pid, "testcard_render")
 
 
 def test_cancel_a_queued_run_it_never_starts(live_server: LiveServer) -> None:
