@@ -108,6 +108,11 @@ class ModelConfig(_Section):
     """Catalog parameter specs; omitted → the backend's defaults."""
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def provider_name(self) -> str:
+        """The ``[providers.X]`` section this model uses."""
+        return self.provider or self.backend
+
 
 def _default_models() -> dict[str, ModelConfig]:
     return {
@@ -205,7 +210,7 @@ def load_settings(
         )
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
     for slug, model in settings.models.items():
-        provider = model.provider or model.backend
+        provider = model.provider_name
         if model.backend not in LOCAL_BACKENDS and provider not in settings.providers:
             raise ConfigError(
                 f"model {slug!r} uses backend {model.backend!r} but no [providers.{provider}] "

@@ -24,7 +24,7 @@ def build_catalog(settings: Settings) -> Catalog:
             backend=config.backend,
             name=config.name or slug,
             description=config.description,
-            provider=config.provider or config.backend,
+            provider=config.provider_name,
             provider_model=config.provider_model,
             text_to_video=config.text_to_video,
             image_to_video=config.image_to_video,

@@ -85,6 +85,15 @@ async def test_submit_get_and_per_key_isolation(store: SQLStore) -> None:
         await store.get("vid_missing")
 
 
+async def test_status_of_follows_the_run(store: SQLStore) -> None:
+    run, _ = await store.submit(new_run(), idempotency_ttl_s=60)
+    assert await store.status_of(run.id) is Status.IN_QUEUE
+    await store.cancel(run.id, "key_a")
+    assert await store.status_of(run.id) is Status.CANCELLED
+    with pytest.raises(NotFound):
+        await store.status_of("vid_missing")
+
+
 async def test_idempotency(store: SQLStore) -> None:
     first, created = await store.submit(
         new_run(idempotency="k1", body_hash="h1"), idempotency_ttl_s=60
@@ -216,12 +225,12 @@ async def test_remote_claims_submit_then_poll_by_due_time(store: SQLStore) -> No
     run = (await store.submit(new_run(backend="fal"), idempotency_ttl_s=60))[0]
     assert await store.claim_remote("p", ["testcard"], 10, 30) == []  # other backend
     [claimed] = await store.claim_remote("p", ["fal"], 10, 30)
-    updated = await store.remote_update(
+    assert await store.remote_update(
         run.id, "p", provider_request_id="req-1", next_poll_at=time.time() + 60
     )
-    assert updated is not None and updated.lease_owner is None
+    assert (await store.get(run.id)).lease_owner is None
     assert await store.claim_remote("p", ["fal"], 10, 30) == []  # not due for a minute
-    await store.remote_update(run.id, "nobody", next_poll_at=0)  # not the owner: no effect
+    assert not await store.remote_update(run.id, "nobody", next_poll_at=0)  # not the owner
     assert (await store.get(run.id)).next_poll_at > time.time()
     cancelled = await store.cancel(run.id, "key_a")
     assert cancelled.status is Status.CANCELLED

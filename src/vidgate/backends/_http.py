@@ -45,6 +45,9 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 
 from vidgate.backends.base import (
+    EXPIRED_FRIENDLY,
+    FAILED_FRIENDLY,
+    NSFW_FRIENDLY,
     GenerationFailed,
     ProviderSettings,
     ProviderUnavailable,
@@ -57,9 +60,6 @@ from vidgate.runs.status import Status
 
 log = logging.getLogger(__name__)
 
-NSFW_FRIENDLY = "Content flagged as inappropriate. Please modify your prompt and try again."
-FAILED_FRIENDLY = "The video could not be generated. Please try again."
-EXPIRED_FRIENDLY = "The generated video expired at the provider before it could be saved."
 REDACTED = "[redacted]"
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5

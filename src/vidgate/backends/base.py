@@ -21,6 +21,11 @@ from typing import Any, Protocol
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
 
+# What people are shown when a run fails; the technical detail stays in the run's ``error``.
+NSFW_FRIENDLY = "Content flagged as inappropriate. Please modify your prompt and try again."
+FAILED_FRIENDLY = "The video could not be generated. Please try again."
+EXPIRED_FRIENDLY = "The generated video expired at the provider before it could be saved."
+
 
 class BackendError(Exception):
     """The backend failed."""
@@ -139,14 +144,12 @@ class RemoteBackend(Protocol):
 class ProviderSettings:
     """A ``[providers.NAME]`` config section, resolved (the key is read from the env at the edge).
 
-    ``poll_interval_s`` is the cadence the worker polls at (never below the adapter's
-    ``min_poll_interval_s``); ``timeout_s`` bounds every single HTTP call; ``options`` holds
-    provider-specific keys from the config section.
+    ``timeout_s`` bounds every single HTTP call; ``options`` holds provider-specific keys from
+    the config section. (The poll cadence is the worker's business: see ``RemotePoller``.)
     """
 
     name: str
     base_url: str
     api_key: str | None = None
-    poll_interval_s: float = 5.0
     timeout_s: float = 30.0
     options: dict[str, Any] = field(default_factory=dict)

@@ -135,6 +135,9 @@ class FalBackend:
         return ProviderJob(request_id=request_id, state=state)
 
     async def poll(self, job: ProviderJob) -> ProviderUpdate:
+        return self._api.scrub_update(await self._status(job))
+
+    async def _status(self, job: ProviderJob) -> ProviderUpdate:
         response = await self._api.send("status", "GET", self._url(job, "status_url", "/status"))
         if response.status_code in (404, 410):
             return failed_update(
@@ -160,7 +163,7 @@ class FalBackend:
             error_type = str_or(data.get("error_type"), "")
             return failed_update(
                 raw,
-                f"fal request failed: {self._api.scrub(str(data.get('error')))}",
+                f"fal request failed: {data.get('error')}",
                 nsfw=error_type in _POLICY_TYPES,
             )
         return ProviderUpdate(Status.IN_PROGRESS, raw)
@@ -184,7 +187,7 @@ class FalBackend:
         error = status.get("error")
         error_type = str_or(status.get("error_type"), "")
         if error_type in _CANCELLED_TYPES:
-            return ProviderUpdate(Status.CANCELLED, "COMPLETED", error=self._api.scrub(str(error)))
+            return ProviderUpdate(Status.CANCELLED, "COMPLETED", error=str(error))
         response = await self._api.send("result", "GET", self._url(job, "response_url", ""))
         if response.is_success:
             urls = find_video_urls(self._api.json_object(response, "result"))
@@ -204,7 +207,7 @@ class FalBackend:
         if not error and (is_transient(code) or refuses_key(response)):
             # The status reported no failure: this is a fault fetching the result.
             raise self._api.unavailable(response, "result")
-        detail = self._api.detail(response) or self._api.scrub(str(error))
+        detail = self._api.detail(response) or str(error)
         kind = ", ".join(sorted(t for t in types if t))
         message = f"fal request failed (HTTP {code}{', ' + kind if kind else ''})"
         return failed_update("COMPLETED", f"{message}: {detail}", nsfw=bool(types & _POLICY_TYPES))

@@ -68,10 +68,8 @@ from urllib.parse import quote
 import httpx
 
 from vidgate.backends._http import (
-    EXPIRED_FRIENDLY,
-    FAILED_FRIENDLY,
-    NSFW_FRIENDLY,
     ProviderHTTP,
+    failed_update,
     json_or_none,
     milliseconds_header_s,
     options_table,
@@ -80,6 +78,8 @@ from vidgate.backends._http import (
     retry_after_s,
 )
 from vidgate.backends.base import (
+    EXPIRED_FRIENDLY,
+    FAILED_FRIENDLY,
     GenerationFailed,
     ProviderJob,
     ProviderSettings,
@@ -137,6 +137,9 @@ class OpenAIVideosBackend:
         )
 
     async def poll(self, job: ProviderJob) -> ProviderUpdate:
+        return self._api.scrub_update(await self._status(job))
+
+    async def _status(self, job: ProviderJob) -> ProviderUpdate:
         response = await self._api.send("status", "GET", self._video_url(job))
         if response.status_code in (404, 410):
             return ProviderUpdate(
@@ -167,13 +170,7 @@ class OpenAIVideosBackend:
             code, message = _error_parts(data.get("error"))
             nsfw = code in NSFW_CODES or bool(_NSFW_RE.search(message))
             detail = self._api.scrub(f"{code or 'error'}: {message}")[:_ERROR_CHARS]
-            return ProviderUpdate(
-                Status.FAILED,
-                raw,
-                error=f"OpenAI video failed: {detail}",
-                is_nsfw=nsfw,
-                user_friendly_error=NSFW_FRIENDLY if nsfw else FAILED_FRIENDLY,
-            )
+            return failed_update(raw, f"OpenAI video failed: {detail}", nsfw=nsfw)
         if raw == "expired":
             return ProviderUpdate(
                 Status.FAILED,

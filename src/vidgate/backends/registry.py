@@ -29,7 +29,6 @@ def provider_settings(
             name=name,
             base_url=config.base_url,
             api_key=settings.provider_api_key(name, env),
-            poll_interval_s=config.poll_interval_s,
             timeout_s=config.timeout_s,
             options=dict(config.options),
         )
@@ -46,7 +45,7 @@ def remote_backends(
     for model in settings.enabled_models().values():
         if model.backend in LOCAL_BACKENDS:
             continue
-        provider = model.provider or model.backend
+        provider = model.provider_name
         if provider in built:
             continue
         if model.backend not in REMOTE_ADAPTERS:

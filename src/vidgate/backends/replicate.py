@@ -138,6 +138,9 @@ class ReplicateBackend:
         return ProviderJob(request_id=prediction_id, state=state)
 
     async def poll(self, job: ProviderJob) -> ProviderUpdate:
+        return self._api.scrub_update(await self._status(job))
+
+    async def _status(self, job: ProviderJob) -> ProviderUpdate:
         response = await self._api.send("status", "GET", self._url(job, "get_url", ""))
         if response.status_code in (404, 410):
             return failed_update("not_found", f"Replicate has no prediction {job.request_id}")

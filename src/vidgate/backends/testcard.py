@@ -34,12 +34,15 @@ import httpx
 from PIL import Image
 
 from vidgate.backends.base import (
+    FAILED_FRIENDLY,
+    NSFW_FRIENDLY,
     GenerationCancelled,
     GenerationFailed,
     LocalOutput,
     ProgressCallback,
 )
 from vidgate.backends.testcard_render import frame_size
+from vidgate.runs.catalog import TESTCARD_DEFAULT_DURATION_S, TESTCARD_MAX_DURATION_S
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.sandbox import SandboxSwitches, parse_sandbox
 
@@ -50,8 +53,6 @@ _RENDERER = "vidgate.backends.testcard_render"
 _PROGRESS_EVERY_S = 0.25
 _PROGRESS_EVERY_PERCENT = 5.0
 _DATA_URL_RE = re.compile(r"^data:image/[\w.+-]+(?:;[\w.+=-]+)*;base64,(.*)$", re.I | re.S)
-_FAILED_FRIENDLY = "The video could not be generated. Please try again."
-_NSFW_FRIENDLY = "Content flagged as inappropriate. Please modify your prompt and try again."
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ class TestcardOptions:
 
     mode: str = "text"
     fps: int = 24
-    max_duration_s: float = 20.0
-    default_duration_s: float = 5.0
+    max_duration_s: float = float(TESTCARD_MAX_DURATION_S)
+    default_duration_s: float = float(TESTCARD_DEFAULT_DURATION_S)
     image_fetch_timeout_s: float = 10.0
     image_max_bytes: int = 4 * 1024 * 1024
     allow_private_hosts: bool = False
@@ -165,7 +166,7 @@ class TestcardBackend:
             raise _sandbox_outcome(switches)
         if outcome != "done":
             raise GenerationFailed(
-                f"testcard renderer ended with {outcome!r}", user_friendly=_FAILED_FRIENDLY
+                f"testcard renderer ended with {outcome!r}", user_friendly=FAILED_FRIENDLY
             )
         return LocalOutput(out_path)
 
@@ -240,12 +241,12 @@ def _invalid(message: str) -> GenerationFailed:
 def _sandbox_outcome(switches: SandboxSwitches) -> GenerationFailed | GenerationCancelled:
     if switches.nsfw:
         return GenerationFailed(
-            "Content policy violation", is_nsfw=True, user_friendly=_NSFW_FRIENDLY
+            "Content policy violation", is_nsfw=True, user_friendly=NSFW_FRIENDLY
         )
     if switches.fail:
         return GenerationFailed(
             "testcard: failure requested by the prompt (sandbox:fail)",
-            user_friendly=_FAILED_FRIENDLY,
+            user_friendly=FAILED_FRIENDLY,
         )
     return GenerationCancelled("testcard: cancellation requested by the prompt (sandbox:cancel)")
 
@@ -317,7 +318,7 @@ async def _run_renderer(spec: dict[str, Any], out_path: Path, on_progress: Progr
         return outcome
     _remove_partials(out_path)
     detail = error or (stderr.splitlines()[-1] if stderr else f"exit code {code}")
-    raise GenerationFailed(f"testcard renderer failed: {detail}", user_friendly=_FAILED_FRIENDLY)
+    raise GenerationFailed(f"testcard renderer failed: {detail}", user_friendly=FAILED_FRIENDLY)
 
 
 async def _follow(

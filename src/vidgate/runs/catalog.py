@@ -13,15 +13,17 @@ from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
 LOCAL_BACKENDS = frozenset({"testcard"})
 """Backends that render on this machine; every other backend is a remote provider."""
 TESTCARD_RESOLUTIONS = ("240p", "360p", "480p", "540p", "720p", "1080p")
+TESTCARD_DEFAULT_DURATION_S = 5
+TESTCARD_MAX_DURATION_S = 20
 
 
 def testcard_parameters() -> dict[str, dict[str, Any]]:
     return {
         "duration": {
             "type": "integer",
-            "default": 5,
+            "default": TESTCARD_DEFAULT_DURATION_S,
             "min": 1,
-            "max": 20,
+            "max": TESTCARD_MAX_DURATION_S,
             "description": "Length in seconds",
         },
         "aspect_ratio": {"type": "select", "default": "16:9", "options": list(ASPECT_RATIOS)},

@@ -149,17 +149,18 @@ async def _find(
 
 
 async def _await_change(state: AppState, run: RunRecord, wait_s: int | None) -> RunRecord:
-    """Long-poll: hold until the run's status changes or ``wait_s`` passes."""
+    """Long-poll: hold until the run's status changes or ``wait_s`` passes.
+
+    Only the status is read while waiting; the whole run once, at the end.
+    """
     if not wait_s or run.status.is_terminal:
         return run
     deadline = time.monotonic() + min(wait_s, state.settings.server.max_wait_s)
     while time.monotonic() < deadline:
         await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-        current = await state.store.get(run.id)
-        if current.status is not run.status:
-            return current
-        run = current
-    return run
+        if await state.store.status_of(run.id) is not run.status:
+            break
+    return await state.store.get(run.id)
 
 
 def _link(request: Request, state: AppState, run: RunRecord) -> OutputLink | None:

@@ -234,6 +234,14 @@ class SQLStore:
             raise NotFound(f"no run {run_id!r}")
         return RunRecord.from_row(row._mapping)
 
+    async def status_of(self, run_id: str) -> Status:
+        """Only the run's status: cheap to ask often (a full row may carry a large request)."""
+        async with self._read() as conn:
+            status = (await conn.execute(select(runs.c.status).where(runs.c.id == run_id))).scalar()
+        if status is None:
+            raise NotFound(f"no run {run_id!r}")
+        return Status(status)
+
     async def queue_position(self, run: RunRecord) -> int:
         """How many queued runs of the same backend are ahead of this one (0 = next)."""
         async with self._read() as conn:
@@ -436,12 +444,13 @@ class SQLStore:
         release: bool = True,
         expect: Collection[Status] = (Status.IN_QUEUE, Status.IN_PROGRESS),
         **values: Any,
-    ) -> RunRecord | None:
+    ) -> bool:
         """Record what one remote operation learned, while ``owner`` holds the run's lease.
 
         ``to`` moves the status (staying in a non-terminal status is allowed); without it the
-        run must be in one of ``expect``. ``release`` ends the lease. Returns None if the run
-        changed meanwhile (cancelled, or the lease was lost)."""
+        run must be in one of ``expect``. ``release`` ends the lease. Returns False if the run
+        changed meanwhile (cancelled, or the lease was lost). Runs once per poll, so it
+        reads nothing back: a row may carry a large request."""
         now = time.time()
         if to is None:
             allowed = {s.value for s in expect}
@@ -463,10 +472,8 @@ class SQLStore:
                 update(runs)
                 .where(runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status.in_(allowed))
                 .values(**changes)
-                .returning(*runs.c)
             )
-            row = result.first()
-        return RunRecord.from_row(row._mapping) if row else None
+            return bool(result.rowcount)
 
     async def count_by_status(self) -> dict[str, int]:
         async with self._read() as conn:

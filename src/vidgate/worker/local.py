@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgate.backends.base import (
+    FAILED_FRIENDLY,
     GenerationCancelled,
     GenerationFailed,
     LocalBackend,
@@ -144,7 +145,7 @@ class LocalWorker:
                 Status.FAILED,
                 error=f"the run was interrupted {run.attempts - 1} times (worker restarts or "
                 "crashes); giving up",
-                user_friendly_error="The video could not be generated. Please try again.",
+                user_friendly_error=FAILED_FRIENDLY,
             )
             return
         # Each attempt has its own folder and output key: a worker that lost its lease
@@ -194,7 +195,7 @@ class LocalWorker:
                 run,
                 Status.FAILED,
                 error=f"internal error: {type(exc).__name__}: {exc}",
-                user_friendly_error="The video could not be generated. Please try again.",
+                user_friendly_error=FAILED_FRIENDLY,
             )
         finally:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vidgate.backends.base import (
+    FAILED_FRIENDLY,
     GenerationFailed,
     ProviderJob,
     ProviderUnavailable,
@@ -42,10 +43,16 @@ from vidgate.worker.local import attempt_name
 
 log = logging.getLogger("vidgate.poller")
 
-GENERIC_FAILURE = "The video could not be generated. Please try again."
 MAX_BACKOFF_S = 300.0
 CLAIM_BATCH = 500
 SUBMIT_GRACE_S = 30.0
+SUBMIT_ATTEMPTS = 5  # refused submits (429, 5xx, no connection) before the run fails
+CANCEL_ATTEMPTS = 5  # failed provider cancels before giving up on telling the provider
+
+
+def _failures(run: RunRecord, counter: str) -> int:
+    """How many times in a row the operation named by ``counter`` has failed for this run."""
+    return int((run.provider_state or {}).get(counter, 0))
 
 
 def backoff_s(failures: int, base_s: float, retry_after_s: float | None = None) -> float:
@@ -66,17 +73,19 @@ class RemotePoller:
         owner: str,
         *,
         copy_attempts: int = 5,
-        submit_attempts: int = 5,
     ) -> None:
         self.store = store
         self.storage = storage
         self.catalog = catalog
         self.backends = dict(backends)  # by provider name
-        self.poll_intervals = dict(poll_intervals)
+        # The cadence per provider: as configured, never below what the adapter allows.
+        self._intervals = {
+            name: max(poll_intervals[name], backend.min_poll_interval_s)
+            for name, backend in self.backends.items()
+        }
         self.settings = settings
         self.owner = owner
         self.copy_attempts = copy_attempts
-        self.submit_attempts = submit_attempts
         self.kinds = sorted({spec.backend for spec in catalog if spec.provider in self.backends})
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[asyncio.Task[None], str] = {}  # operation -> run id
@@ -184,7 +193,7 @@ class RemotePoller:
         marked = await self.store.remote_update(
             run.id, self.owner, release=False, submit_started_at=time.time()
         )
-        if marked is None:
+        if not marked:
             return
         request = run.generation_request
         try:
@@ -197,8 +206,8 @@ class RemotePoller:
             )
             return
         except ProviderUnavailable as exc:
-            attempts = int((run.provider_state or {}).get("submit_failures", 0)) + 1
-            if attempts >= self.submit_attempts:
+            attempts = _failures(run, "submit_failures") + 1
+            if attempts >= SUBMIT_ATTEMPTS:
                 await self._fail(run, f"the provider kept refusing the submit: {exc}")
                 return
             delay = backoff_s(attempts, 1.0, exc.retry_after_s)
@@ -214,15 +223,9 @@ class RemotePoller:
             )
             return
         except GenerationFailed as exc:
-            await self._fail(
-                run,
-                str(exc),
-                user_friendly=exc.user_friendly,
-                is_nsfw=exc.is_nsfw,
-                provider_status=exc.provider_status,
-            )
+            await self._fail_from(run, exc)
             return
-        interval = self._interval(spec, backend)
+        interval = self._interval(spec)
         recorded = await self.store.remote_update(
             run.id,
             self.owner,
@@ -230,7 +233,7 @@ class RemotePoller:
             provider_state={"job": job.state},
             next_poll_at=time.time() + interval,
         )
-        if recorded is None:  # cancelled while the submit was in flight
+        if not recorded:  # cancelled while the submit was in flight
             event(log, "provider.cancel_after_submit", run_id=run.id, request_id=job.request_id)
             await _best_effort_cancel(backend, job)
             return
@@ -251,26 +254,20 @@ class RemotePoller:
         try:
             update = await backend.poll(job)
         except ProviderUnavailable as exc:
-            state = dict(run.provider_state or {})
-            state["poll_failures"] = int(state.get("poll_failures", 0)) + 1
-            delay = backoff_s(
-                state["poll_failures"], self._interval(spec, backend), exc.retry_after_s
-            )
+            failures = _failures(run, "poll_failures") + 1
+            delay = backoff_s(failures, self._interval(spec), exc.retry_after_s)
             event(
                 log, "provider.poll_failed", run_id=run.id, error=str(exc), delay_s=round(delay, 1)
             )
             await self.store.remote_update(
-                run.id, self.owner, provider_state=state, next_poll_at=time.time() + delay
+                run.id,
+                self.owner,
+                provider_state={**(run.provider_state or {}), "poll_failures": failures},
+                next_poll_at=time.time() + delay,
             )
             return
         except GenerationFailed as exc:
-            await self._fail(
-                run,
-                str(exc),
-                user_friendly=exc.user_friendly,
-                is_nsfw=exc.is_nsfw,
-                provider_status=exc.provider_status,
-            )
+            await self._fail_from(run, exc)
             return
         await self._apply(run, spec, backend, job, update)
 
@@ -289,7 +286,7 @@ class RemotePoller:
             "provider_status": update.provider_status[:100],
             "provider_state": state,
         }
-        interval = max(self._interval(spec, backend), update.retry_after_s or 0.0)
+        interval = max(self._interval(spec), update.retry_after_s or 0.0)
         if update.status in (Status.IN_QUEUE, Status.IN_PROGRESS):
             target = update.status if run.status is Status.IN_QUEUE else Status.IN_PROGRESS
             progress = None if update.progress is None else min(99.0, update.progress)
@@ -320,7 +317,7 @@ class RemotePoller:
                 error=update.error or "cancelled at the provider",
                 **common,
             )
-            if done is not None:
+            if done:
                 event(log, "run.cancelled", run_id=run.id, by="provider")
 
     async def _copy_output(
@@ -340,7 +337,7 @@ class RemotePoller:
                 key, backend.open_output(job, update.output_urls[0]), "video/mp4"
             )
         except (ProviderUnavailable, GenerationFailed, OSError) as exc:
-            failures = int((run.provider_state or {}).get("copy_failures", 0)) + 1
+            failures = _failures(run, "copy_failures") + 1
             if failures >= self.copy_attempts:
                 await self._fail(
                     run,
@@ -373,7 +370,7 @@ class RemotePoller:
             output_size=stored.size,
             **common,
         )
-        if done is None:
+        if not done:
             await self.storage.delete(key)
             return
         event(
@@ -390,8 +387,8 @@ class RemotePoller:
         try:
             await backend.cancel(_job(run))
         except ProviderUnavailable as exc:
-            failures = int((run.provider_state or {}).get("cancel_failures", 0)) + 1
-            if failures < 5:
+            failures = _failures(run, "cancel_failures") + 1
+            if failures < CANCEL_ATTEMPTS:
                 await self.store.remote_update(
                     run.id,
                     self.owner,
@@ -419,14 +416,23 @@ class RemotePoller:
         values: dict[str, Any] = {
             "error": error[:4000],
             "is_nsfw": is_nsfw,
-            "user_friendly_error": user_friendly or (None if is_nsfw else GENERIC_FAILURE),
+            "user_friendly_error": user_friendly or (None if is_nsfw else FAILED_FRIENDLY),
             "next_poll_at": None,
         }
         if provider_status is not None:
             values["provider_status"] = provider_status[:100]
         done = await self.store.remote_update(run.id, self.owner, to=Status.FAILED, **values)
-        if done is not None:
+        if done:
             event(log, "run.failed", run_id=run.id, error=error, nsfw=is_nsfw or None)
+
+    async def _fail_from(self, run: RunRecord, exc: GenerationFailed) -> None:
+        await self._fail(
+            run,
+            str(exc),
+            user_friendly=exc.user_friendly,
+            is_nsfw=exc.is_nsfw,
+            provider_status=exc.provider_status,
+        )
 
     async def _retry_later(self, run: RunRecord, error: str) -> None:
         due = time.time() + backoff_s(3, 1.0)
@@ -439,9 +445,8 @@ class RemotePoller:
         )
         event(log, "poller.retry_later", run_id=run.id, error=error)
 
-    def _interval(self, spec: ModelSpec, backend: RemoteBackend) -> float:
-        configured = self.poll_intervals.get(spec.provider or "", 5.0)
-        return max(configured, backend.min_poll_interval_s)
+    def _interval(self, spec: ModelSpec) -> float:
+        return self._intervals[spec.provider or ""]
 
 
 def _job(run: RunRecord) -> ProviderJob:
