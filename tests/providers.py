@@ -7,8 +7,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.adapter_helpers import AdapterContract, KeyLeak, KeyPoll, refused, single_key_leaks
 from tests.emulators import fal, nanogpt, openai, replicate, runway, veo
-from tests.emulators.harness import LoopbackServer
+from tests.emulators.harness import Fault, LoopbackServer
+from vidgate.backends import fal as fal_adapter
+from vidgate.backends import nanogpt as nanogpt_adapter
+from vidgate.backends import openai as openai_adapter
+from vidgate.backends import replicate as replicate_adapter
+from vidgate.backends import runway as runway_adapter
+from vidgate.backends import veo as veo_adapter
+from vidgate.backends.base import GenerationFailed
 
 
 @dataclass
@@ -23,6 +31,8 @@ class ProviderCase:
     server: LoopbackServer | None = None
     extra_options: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, int] = field(default_factory=dict)
+    # How the adapter contract tests (tests/integration) drive this provider's adapter.
+    adapter: AdapterContract = field(kw_only=True)
 
     @property
     def model(self) -> str:
@@ -44,26 +54,250 @@ class ProviderCase:
             state.faults.clear()
 
 
-def _dataclass_emulator(module: Any, state_cls: Any) -> Callable[[], tuple[Any, Any]]:
+def _dataclass_emulator(module: Any, state_cls: Any, **knobs: Any) -> Callable[[], tuple[Any, Any]]:
     def make() -> tuple[Any, Any]:
-        state = state_cls()
+        state = state_cls(**knobs)
         return module.create_app(state), state
 
     return make
 
 
-def _class_emulator(cls: Any) -> Callable[[], tuple[Any, Any]]:
+def _class_emulator(cls: Any, **knobs: Any) -> Callable[[], tuple[Any, Any]]:
     def make() -> tuple[Any, Any]:
-        emulator = cls()
+        emulator = cls(**knobs)
         return emulator.app, emulator
 
     return make
 
 
+# The keys the adapter tests' emulators accept (the fal, Replicate and OpenAI ones use the
+# emulators' own API_KEY).
+NANOGPT_KEY = "sk-nano-SECRET-0123-4567-89ab"
+NANOGPT_OTHER_KEY = "sk-nano-other-account"  # a valid key of another account
+RUNWAY_KEY = "key_runway_SECRET_0123456789abcdef"
+VEO_KEY = "AIzaSy-veo-SECRET-key-0123456789"
+
+FAL_ADAPTER = AdapterContract(
+    build=fal_adapter.build,
+    emulator=_dataclass_emulator(fal, fal.FalState, queue_s=0.15, run_s=0.2),
+    api_key=fal.API_KEY,
+    model="fal-ai/kling-video/v2.1/standard/text-to-video",
+    request_model="kling",
+    prompt="a red fox running through snow",
+    submit_without_id={"status": "IN_QUEUE"},
+    key_leaks=single_key_leaks(
+        fal.API_KEY,
+        {"detail": f"bad credentials: Key {fal.API_KEY}", "error": fal.API_KEY},
+        ("submit", "status", "result", "download"),
+    ),
+    refused_key_polls=(
+        refused(401, api_key="fal-wrong-key-987654321"),
+        refused(403, fault=Fault(status=403)),
+    ),
+)
+
+REPLICATE_ADAPTER = AdapterContract(
+    build=replicate_adapter.build,
+    emulator=_dataclass_emulator(replicate, replicate.ReplicateState, queue_s=0.15, run_s=0.2),
+    api_key=replicate.API_KEY,
+    model="kwaivgi/kling-v2.1",
+    request_model="kling",
+    prompt="a red fox running through snow",
+    submit_without_id={"status": "starting"},
+    key_leaks=single_key_leaks(
+        replicate.API_KEY,
+        {
+            "title": "Oops",
+            "detail": f"token {replicate.API_KEY} is not allowed",
+            "error": replicate.API_KEY,
+        },
+        ("submit", "status", "download"),
+    ),
+    refused_key_polls=(
+        refused(401, api_key="wrong-key-987654321"),
+        refused(403, fault=Fault(status=403)),
+    ),
+)
+
+OPENAI_ADAPTER = AdapterContract(
+    build=openai_adapter.build,
+    emulator=_dataclass_emulator(openai, openai.OpenAIState, queue_s=0.15, run_s=0.2),
+    api_key=openai.API_KEY,
+    model="sora-2",
+    request_model="sora",
+    prompt="a red fox running through snow",
+    submit_without_id={"object": "video", "status": "queued"},
+    key_leaks=single_key_leaks(
+        openai.API_KEY,
+        {
+            "error": {
+                "message": f"key {openai.API_KEY} is revoked",
+                "type": "x",
+                "code": openai.API_KEY,
+            }
+        },
+        ("submit", "status", "download"),
+    ),
+    refused_key_polls=(
+        refused(401, api_key="wrong-key-987654321"),
+        refused(403, fault=Fault(status=403)),
+    ),
+)
+
+_NANOGPT_ECHO = {
+    "error": {"message": f"x-api-key {NANOGPT_KEY} refused", "type": "CONTENT_POLICY_VIOLATION"}
+}
+NANOGPT_ADAPTER = AdapterContract(
+    build=nanogpt_adapter.build,
+    emulator=_class_emulator(
+        nanogpt.NanoGPTEmulator,
+        api_key=NANOGPT_KEY,
+        other_keys=(NANOGPT_OTHER_KEY,),
+        queue_s=0.08,
+        run_s=0.25,
+    ),
+    api_key=NANOGPT_KEY,
+    model="veo3-fast-video",
+    request_model="nano-veo",
+    prompt="a fox in the snow",
+    submit_without_id={"status": "pending", "cost": 0.35},
+    key_leaks=(
+        KeyLeak(
+            "every-fault-and-operation",
+            (
+                Fault(status=500, body=_NANOGPT_ECHO),
+                Fault(status=429, body=_NANOGPT_ECHO),
+                Fault(status=400, body=_NANOGPT_ECHO),
+                Fault(status=401, body={"error": 401, "message": f"bad key {NANOGPT_KEY}"}),
+                Fault(kind="malformed", body=f"<html>{NANOGPT_KEY}</html>"),
+                Fault(kind="delay", delay_s=0.5),
+                Fault(kind="drop"),
+            ),
+            ("submit", "status", "cancel", "download"),
+            timeout_s=0.2,
+            may_succeed=lambda operation, fault: True,
+            error_count_ok=lambda count: count > 20,
+            redacted=True,
+            echoed_failure=lambda job_id, key: {
+                "data": {"status": "FAILED", "error": key, "userFriendlyError": f"no {key}"}
+            },
+        ),
+    ),
+    refused_key_polls=(
+        refused(403, api_key=NANOGPT_OTHER_KEY),
+        refused(401, api_key="sk-nano-wrong"),
+        KeyPoll(
+            fault=Fault(status=400, body={"error": 400, "message": "bad id"}),
+            raises=GenerationFailed,
+            match="HTTP 400: bad id",
+        ),
+    ),
+)
+
+_RUNWAY_ECHO = {"error": f"Bearer {RUNWAY_KEY} was refused"}
+RUNWAY_ADAPTER = AdapterContract(
+    build=runway_adapter.build,
+    emulator=_class_emulator(runway.RunwayEmulator, api_key=RUNWAY_KEY, queue_s=0.08, run_s=0.25),
+    api_key=RUNWAY_KEY,
+    model="gen4_turbo",
+    request_model="runway-gen4",
+    prompt="a paper boat in the rain",
+    submit_without_id={"status": "PENDING"},
+    key_leaks=(
+        KeyLeak(
+            "every-fault-and-operation",
+            (
+                Fault(status=500, body=_RUNWAY_ECHO),
+                Fault(status=429, body=_RUNWAY_ECHO),
+                Fault(status=400, body=_RUNWAY_ECHO),
+                Fault(kind="malformed", body=f"<html>{RUNWAY_KEY}</html>"),
+                Fault(kind="delay", delay_s=0.5),
+                Fault(kind="drop"),
+            ),
+            ("submit", "status", "cancel", "download"),
+            timeout_s=0.2,
+            may_succeed=lambda operation, fault: True,
+            error_count_ok=lambda count: count > 15,
+            wrong_key_submit="HTTP 401",
+            redacted=True,
+            echoed_failure=lambda job_id, key: {
+                "id": job_id,
+                "status": "FAILED",
+                "failure": f"bad {key}",
+            },
+        ),
+    ),
+    refused_key_polls=(
+        refused(401, api_key=RUNWAY_KEY[::-1]),
+        refused(403, fault=Fault(status=403, body={"error": "Forbidden"})),
+        KeyPoll(raises=None),  # and the job is still there, running
+    ),
+)
+
+_VEO_ECHO = {"error": {"code": 500, "status": "INTERNAL", "message": f"key {VEO_KEY} broke"}}
+_VEO_LEAK_FAULTS = (
+    Fault(status=500, body=_VEO_ECHO),
+    Fault(status=429, body=_VEO_ECHO),
+    Fault(status=400, body=_VEO_ECHO),
+    Fault(kind="malformed", body=f"<html>{VEO_KEY}</html>"),
+    Fault(kind="delay", delay_s=0.5),
+    Fault(kind="drop"),
+)
+VEO_ADAPTER = AdapterContract(
+    build=veo_adapter.build,
+    emulator=_class_emulator(veo.VeoEmulator, api_key=VEO_KEY, queue_s=0.05, run_s=0.25),
+    api_key=VEO_KEY,
+    model="veo-3.0-generate-001",
+    request_model="veo3-video",
+    prompt="a lighthouse at dusk",
+    submit_without_id={"done": False},
+    key_leaks=(
+        KeyLeak(
+            "every-fault-and-operation",
+            _VEO_LEAK_FAULTS,
+            ("submit", "status", "download"),
+            timeout_s=0.2,
+            # Only a download may "succeed": a non-JSON body is just bytes to it.
+            may_succeed=lambda operation, fault: (
+                operation == "download" and fault.kind == "malformed"
+            ),
+            # Every other attempt fails, and so does the wrong key's submit.
+            error_count_ok=lambda count: count == 3 * len(_VEO_LEAK_FAULTS),
+            wrong_key_submit="API key not valid",
+            redacted=True,
+            echoed_failure=lambda job_id, key: {
+                "name": job_id,
+                "done": True,
+                "error": {"code": 3, "message": f"{key}?"},
+            },
+        ),
+    ),
+    refused_key_polls=(
+        refused(403, api_key=""),
+        # A wrong key is a 400 with reason API_KEY_INVALID at Google, not a 401.
+        refused(400, api_key=VEO_KEY[::-1]),
+        refused(401, fault=Fault(status=401)),
+        KeyPoll(
+            fault=Fault(
+                status=400,
+                body={"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "bad name"}},
+            ),
+            raises=GenerationFailed,
+            match="HTTP 400: INVALID_ARGUMENT: bad name",
+        ),
+    ),
+)
+
+
 def all_cases() -> list[ProviderCase]:
     return [
         ProviderCase(
-            "fal", "fal-ai/veo2", "FAL_KEY", _dataclass_emulator(fal, fal.FalState), fal.API_KEY
+            "fal",
+            "fal-ai/veo2",
+            "FAL_KEY",
+            _dataclass_emulator(fal, fal.FalState),
+            fal.API_KEY,
+            adapter=FAL_ADAPTER,
         ),
         ProviderCase(
             "replicate",
@@ -71,6 +305,7 @@ def all_cases() -> list[ProviderCase]:
             "REPLICATE_API_TOKEN",
             _dataclass_emulator(replicate, replicate.ReplicateState),
             replicate.API_KEY,
+            adapter=REPLICATE_ADAPTER,
         ),
         ProviderCase(
             "openai",
@@ -78,6 +313,7 @@ def all_cases() -> list[ProviderCase]:
             "OPENAI_API_KEY",
             _dataclass_emulator(openai, openai.OpenAIState),
             openai.API_KEY,
+            adapter=OPENAI_ADAPTER,
         ),
         ProviderCase(
             "veo",
@@ -85,6 +321,7 @@ def all_cases() -> list[ProviderCase]:
             "GEMINI_API_KEY",
             _class_emulator(veo.VeoEmulator),
             "veo-test-key",
+            adapter=VEO_ADAPTER,
         ),
         ProviderCase(
             "runway",
@@ -93,6 +330,7 @@ def all_cases() -> list[ProviderCase]:
             _class_emulator(runway.RunwayEmulator),
             "runway-test-key",
             min_poll_s=5.0,
+            adapter=RUNWAY_ADAPTER,
         ),
         ProviderCase(
             "nanogpt",
@@ -100,6 +338,7 @@ def all_cases() -> list[ProviderCase]:
             "NANOGPT_API_KEY",
             _class_emulator(nanogpt.NanoGPTEmulator),
             "sk-nano-test-key",
+            adapter=NANOGPT_ADAPTER,
         ),
     ]
 

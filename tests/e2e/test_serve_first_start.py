@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import VIDGATE, free_port, run_cli
+from tests.servers import VIDGATE, free_port, run_cli, spawn
 
 
 def _commands(output: str) -> list[str]:
@@ -29,17 +29,21 @@ def _commands(output: str) -> list[str]:
     return commands
 
 
+def _serve(port: int, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``vidgate serve`` on ``data_dir``, its output (both streams) written to ``log``."""
+    with log.open("wb") as out:
+        return spawn(
+            [*VIDGATE, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def test_first_start_prints_a_working_curl_example(tmp_path: Path) -> None:
     port = free_port()
     data_dir = tmp_path / "fresh"
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*VIDGATE, "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = _serve(port, data_dir, log)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -91,13 +95,7 @@ def test_first_start_prints_a_working_curl_example(tmp_path: Path) -> None:
     assert process.returncode in (0, -signal.SIGTERM), log.read_text()[-2000:]
 
     # A second start does not make another key, and says how to get one.
-    with log.open("wb") as out:
-        again = subprocess.Popen(
-            [*VIDGATE, "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    again = _serve(port, data_dir, log)
     try:
         deadline = time.monotonic() + 30
         while "API keys exist already" not in log.read_text():

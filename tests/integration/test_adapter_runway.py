@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import av
 import httpx
 import pytest
 
-from tests.emulators.harness import Fault, LoopbackServer, free_port
+from tests.adapter_helpers import decoded_frames, poll_until_terminal, read_all
+from tests.emulators.harness import Fault, LoopbackServer
 from tests.emulators.media import sample_mp4
 from tests.emulators.runway import RunwayEmulator
+from tests.providers import RUNWAY_KEY as KEY
 from vidgate.backends.base import (
     GenerationFailed,
-    ProviderJob,
     ProviderSettings,
     ProviderUnavailable,
-    ProviderUpdate,
-    SubmitOutcomeUnknown,
 )
 from vidgate.backends.runway import RunwayBackend, build
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
 
-KEY = "key_runway_SECRET_0123456789abcdef"
 MODEL = "gen4_turbo"
 
 
@@ -43,12 +38,6 @@ def emu(served: tuple[RunwayEmulator, str]) -> RunwayEmulator:
     return served[0]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 def settings(base_url: str, *, api_key: str = KEY, timeout_s: float = 2.0) -> ProviderSettings:
     return ProviderSettings(name="runway", base_url=base_url, api_key=api_key, timeout_s=timeout_s)
 
@@ -62,26 +51,6 @@ def backend(
 
 def request(prompt: str = "a paper boat in the rain", **fields: object) -> GenerationRequest:
     return GenerationRequest(model="runway-gen4", prompt=prompt, **fields)
-
-
-async def poll_until_terminal(backend: RunwayBackend, job: ProviderJob) -> list[ProviderUpdate]:
-    updates: list[ProviderUpdate] = []
-    for _ in range(200):
-        update = await backend.poll(job)
-        updates.append(update)
-        if update.status.is_terminal:
-            return updates
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never terminal: {updates[-1]}")
-
-
-async def read_all(backend: RunwayBackend, job: ProviderJob, url: str) -> bytes:
-    return b"".join([chunk async for chunk in backend.open_output(job, url)])
-
-
-def decoded_frames(data: bytes) -> int:
-    with av.open(io.BytesIO(data)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 def test_the_documented_poll_floor_is_declared(
@@ -289,121 +258,6 @@ async def test_cancel_reports_transient_faults(emu: RunwayEmulator, backend: Run
     with pytest.raises(ProviderUnavailable) as caught:
         await backend.cancel(job)
     assert caught.value.retry_after_s == 1.0
-
-
-async def test_a_poll_with_a_refused_key_is_unavailable_and_names_the_key(
-    emu: RunwayEmulator,
-    backend: RunwayBackend,
-    http: httpx.AsyncClient,
-    served: tuple[RunwayEmulator, str],
-) -> None:
-    """The job is probably fine and an operator can fix the key: the worker retries."""
-    job = await backend.submit(request(), MODEL, {})
-    wrong = build(http, settings(served[1], api_key=KEY[::-1]))
-    with pytest.raises(ProviderUnavailable, match="HTTP 401: the provider refused our API key"):
-        await wrong.poll(job)
-    emu.faults.push("status", Fault(status=403, body={"error": "Forbidden"}))
-    with pytest.raises(ProviderUnavailable, match="HTTP 403: the provider refused our API key"):
-        await backend.poll(job)
-    assert (await backend.poll(job)).status in (Status.IN_QUEUE, Status.IN_PROGRESS)
-
-
-async def test_the_key_never_appears_in_errors(
-    emu: RunwayEmulator, http: httpx.AsyncClient, served: tuple[RunwayEmulator, str]
-) -> None:
-    backend = build(http, settings(served[1], timeout_s=0.2))
-    job = await backend.submit(request(), MODEL, {})
-    done = (await poll_until_terminal(backend, job))[-1]
-    echo = {"error": f"Bearer {KEY} was refused"}
-    faults = [
-        Fault(status=500, body=echo),
-        Fault(status=429, body=echo),
-        Fault(status=400, body=echo),
-        Fault(kind="malformed", body=f"<html>{KEY}</html>"),
-        Fault(kind="delay", delay_s=0.5),
-        Fault(kind="drop"),
-    ]
-    errors: list[Exception] = []
-    for fault in faults:
-        for operation in ("submit", "status", "cancel", "download"):
-            emu.faults.push(operation, fault)
-            try:
-                if operation == "submit":
-                    await backend.submit(request(), MODEL, {})
-                elif operation == "status":
-                    await backend.poll(job)
-                elif operation == "cancel":
-                    await backend.cancel(job)
-                else:
-                    await read_all(backend, job, done.output_urls[0])
-            except (GenerationFailed, ProviderUnavailable) as exc:
-                errors.append(exc)
-            emu.faults.clear()
-    wrong = build(http, settings(served[1], api_key=KEY[::-1]))
-    with pytest.raises(GenerationFailed, match="HTTP 401") as caught:
-        await wrong.submit(request(), MODEL, {})
-    errors.append(caught.value)
-    assert len(errors) > 15
-    for error in errors:
-        assert KEY not in str(error) and KEY not in repr(error)
-        assert KEY[::-1] not in str(error)
-    assert any("[redacted]" in str(error) for error in errors)
-    echoed = {"id": job.request_id, "status": "FAILED", "failure": f"bad {KEY}"}
-    emu.faults.push("status", Fault(status=200, body=echoed))
-    update = await backend.poll(job)
-    assert update.error is not None and KEY not in update.error
-
-
-LOST_ANSWERS = [
-    pytest.param(Fault(kind="drop"), id="dropped"),
-    pytest.param(Fault(kind="delay", delay_s=0.6), id="timed-out"),
-    pytest.param(Fault(kind="malformed", status=200), id="2xx-not-json"),
-    pytest.param(Fault(status=200, body={"status": "PENDING"}), id="2xx-without-id"),
-]
-
-
-@pytest.mark.parametrize("fault", LOST_ANSWERS)
-async def test_a_lost_submit_answer_is_outcome_unknown_and_one_task_exists(
-    emu: RunwayEmulator, http: httpx.AsyncClient, served: tuple[RunwayEmulator, str], fault: Fault
-) -> None:
-    backend = build(http, settings(served[1], timeout_s=0.3))
-    emu.faults.push("submit_response", fault)
-    with pytest.raises(SubmitOutcomeUnknown):
-        await backend.submit(request(), MODEL, {})
-    assert emu.submits == 1
-
-
-@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503])
-async def test_a_submit_answered_with_an_error_is_retryable_and_created_nothing(
-    emu: RunwayEmulator, backend: RunwayBackend, status: int
-) -> None:
-    emu.faults.push("submit", Fault(status=status))
-    with pytest.raises(ProviderUnavailable) as caught:
-        await backend.submit(request(), MODEL, {})
-    assert type(caught.value) is ProviderUnavailable
-    assert emu.submits == 0
-
-
-async def test_a_submit_that_cannot_connect_is_retryable(http: httpx.AsyncClient) -> None:
-    backend = build(http, settings(f"http://127.0.0.1:{free_port()}"))
-    with pytest.raises(ProviderUnavailable, match="ConnectError") as caught:
-        await backend.submit(request(), MODEL, {})
-    assert type(caught.value) is ProviderUnavailable
-
-
-async def test_repolling_from_the_json_state_alone(served: tuple[RunwayEmulator, str]) -> None:
-    emu, base_url = served
-    emu.reset()
-    async with httpx.AsyncClient() as first:
-        job = await build(first, settings(base_url)).submit(request(), MODEL, {})
-    stored = json.dumps({"request_id": job.request_id, "state": job.state})
-    async with httpx.AsyncClient() as second:
-        restarted = build(second, settings(base_url))
-        revived = ProviderJob(**json.loads(stored))
-        done = (await poll_until_terminal(restarted, revived))[-1]
-        assert done.status is Status.COMPLETED
-        assert decoded_frames(await read_all(restarted, revived, done.output_urls[0])) == 8
-    assert emu.submits == 1
 
 
 async def test_two_thousand_tasks_stay_cheap() -> None:

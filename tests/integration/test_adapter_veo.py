@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import av
 import httpx
 import pytest
 
-from tests.emulators.harness import Fault, LoopbackServer, free_port
+from tests.adapter_helpers import decoded_frames, poll_until_terminal, read_all
+from tests.emulators.harness import Fault, LoopbackServer
 from tests.emulators.media import sample_mp4
 from tests.emulators.veo import VeoEmulator
+from tests.providers import VEO_KEY as KEY
 from vidgate.backends.base import (
     GenerationFailed,
-    ProviderJob,
     ProviderSettings,
     ProviderUnavailable,
-    ProviderUpdate,
-    SubmitOutcomeUnknown,
 )
 from vidgate.backends.veo import VeoBackend, build
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
 
-KEY = "AIzaSy-veo-SECRET-key-0123456789"
 MODEL = "veo-3.0-generate-001"
 
 
@@ -43,12 +38,6 @@ def emu(served: tuple[VeoEmulator, str]) -> VeoEmulator:
     return served[0]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
 def settings(base_url: str, *, api_key: str = KEY, timeout_s: float = 2.0) -> ProviderSettings:
     return ProviderSettings(name="veo", base_url=base_url, api_key=api_key, timeout_s=timeout_s)
 
@@ -62,27 +51,6 @@ def backend(
 
 def request(prompt: str = "a lighthouse at dusk", **fields: object) -> GenerationRequest:
     return GenerationRequest(model="veo3-video", prompt=prompt, **fields)
-
-
-async def poll_until_terminal(backend: VeoBackend, job: ProviderJob) -> list[ProviderUpdate]:
-    updates: list[ProviderUpdate] = []
-    for _ in range(200):
-        update = await backend.poll(job)
-        updates.append(update)
-        if update.status.is_terminal:
-            return updates
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"never terminal: {updates[-1]}")
-
-
-async def read_all(backend: VeoBackend, job: ProviderJob, url: str) -> bytes:
-    chunks = [chunk async for chunk in backend.open_output(job, url)]
-    return b"".join(chunks)
-
-
-def decoded_frames(data: bytes) -> int:
-    with av.open(io.BytesIO(data)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 async def test_success_maps_the_request_streams_and_decodes(
@@ -308,129 +276,6 @@ async def test_cancel_reports_transient_faults(emu: VeoEmulator, backend: VeoBac
     emu.faults.push("cancel", Fault(status=503))
     with pytest.raises(ProviderUnavailable):
         await backend.cancel(job)
-
-
-async def test_a_poll_with_a_refused_key_is_unavailable_and_names_the_key(
-    emu: VeoEmulator,
-    backend: VeoBackend,
-    http: httpx.AsyncClient,
-    served: tuple[VeoEmulator, str],
-) -> None:
-    """The job is probably fine and an operator can fix the key: the worker retries."""
-    job = await backend.submit(request(), MODEL, {})
-    keyless = build(http, settings(served[1], api_key=""))
-    with pytest.raises(ProviderUnavailable, match="HTTP 403: the provider refused our API key"):
-        await keyless.poll(job)
-    # A wrong key is a 400 with reason API_KEY_INVALID at Google, not a 401.
-    wrong = build(http, settings(served[1], api_key=KEY[::-1]))
-    with pytest.raises(ProviderUnavailable, match="HTTP 400: the provider refused our API key"):
-        await wrong.poll(job)
-    emu.faults.push("status", Fault(status=401))
-    with pytest.raises(ProviderUnavailable, match="HTTP 401: the provider refused our API key"):
-        await backend.poll(job)
-    invalid = {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": "bad name"}}
-    emu.faults.push("status", Fault(status=400, body=invalid))
-    with pytest.raises(GenerationFailed, match="HTTP 400: INVALID_ARGUMENT: bad name"):
-        await backend.poll(job)
-
-
-async def test_the_key_never_appears_in_errors(
-    emu: VeoEmulator, http: httpx.AsyncClient, served: tuple[VeoEmulator, str]
-) -> None:
-    backend = build(http, settings(served[1], timeout_s=0.2))
-    job = await backend.submit(request(), MODEL, {})
-    done = (await poll_until_terminal(backend, job))[-1]
-    echo = {"error": {"code": 500, "status": "INTERNAL", "message": f"key {KEY} broke"}}
-    faults = [
-        Fault(status=500, body=echo),
-        Fault(status=429, body=echo),
-        Fault(status=400, body=echo),
-        Fault(kind="malformed", body=f"<html>{KEY}</html>"),
-        Fault(kind="delay", delay_s=0.5),
-        Fault(kind="drop"),
-    ]
-    errors: list[Exception] = []
-    for fault in faults:
-        for operation in ("submit", "status", "download"):
-            emu.faults.push(operation, fault)
-            try:
-                if operation == "submit":
-                    await backend.submit(request(), MODEL, {})
-                elif operation == "status":
-                    await backend.poll(job)
-                else:
-                    await read_all(backend, job, done.output_urls[0])
-            except (GenerationFailed, ProviderUnavailable) as exc:
-                errors.append(exc)
-            else:
-                # Only a download may "succeed" here: a non-JSON body is just bytes to it.
-                assert operation == "download" and fault.kind == "malformed"
-            emu.faults.clear()
-    wrong = build(http, settings(served[1], api_key=KEY[::-1]))
-    with pytest.raises(GenerationFailed, match="API key not valid") as caught:
-        await wrong.submit(request(), MODEL, {})
-    errors.append(caught.value)
-    assert len(errors) == 3 * len(faults)
-    for error in errors:
-        assert KEY not in str(error) and KEY not in repr(error)
-        assert KEY[::-1] not in str(error)
-    assert any("[redacted]" in str(error) for error in errors)
-    echoed = {"name": job.request_id, "done": True, "error": {"code": 3, "message": f"{KEY}?"}}
-    emu.faults.push("status", Fault(status=200, body=echoed))
-    update = await backend.poll(job)
-    assert update.error is not None and KEY not in update.error
-
-
-LOST_ANSWERS = [
-    pytest.param(Fault(kind="drop"), id="dropped"),
-    pytest.param(Fault(kind="delay", delay_s=0.6), id="timed-out"),
-    pytest.param(Fault(kind="malformed", status=200), id="2xx-not-json"),
-    pytest.param(Fault(status=200, body={"done": False}), id="2xx-without-id"),
-]
-
-
-@pytest.mark.parametrize("fault", LOST_ANSWERS)
-async def test_a_lost_submit_answer_is_outcome_unknown_and_one_operation_exists(
-    emu: VeoEmulator, http: httpx.AsyncClient, served: tuple[VeoEmulator, str], fault: Fault
-) -> None:
-    backend = build(http, settings(served[1], timeout_s=0.3))
-    emu.faults.push("submit_response", fault)
-    with pytest.raises(SubmitOutcomeUnknown):
-        await backend.submit(request(), MODEL, {})
-    assert emu.submits == 1
-
-
-@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503])
-async def test_a_submit_answered_with_an_error_is_retryable_and_created_nothing(
-    emu: VeoEmulator, backend: VeoBackend, status: int
-) -> None:
-    emu.faults.push("submit", Fault(status=status))
-    with pytest.raises(ProviderUnavailable) as caught:
-        await backend.submit(request(), MODEL, {})
-    assert type(caught.value) is ProviderUnavailable
-    assert emu.submits == 0
-
-
-async def test_a_submit_that_cannot_connect_is_retryable(http: httpx.AsyncClient) -> None:
-    backend = build(http, settings(f"http://127.0.0.1:{free_port()}"))
-    with pytest.raises(ProviderUnavailable, match="ConnectError") as caught:
-        await backend.submit(request(), MODEL, {})
-    assert type(caught.value) is ProviderUnavailable
-
-
-async def test_repolling_from_the_json_state_alone(served: tuple[VeoEmulator, str]) -> None:
-    emu, base_url = served
-    emu.reset()
-    async with httpx.AsyncClient() as first:
-        job = await build(first, settings(base_url)).submit(request(), MODEL, {})
-    stored = json.dumps({"request_id": job.request_id, "state": job.state})
-    async with httpx.AsyncClient() as second:
-        restarted = build(second, settings(base_url))
-        revived = ProviderJob(**json.loads(stored))
-        done = (await poll_until_terminal(restarted, revived))[-1]
-        assert done.status is Status.COMPLETED
-        assert decoded_frames(await read_all(restarted, revived, done.output_urls[0])) == 8
-    assert emu.submits == 1
 
 
 async def test_two_thousand_operations_stay_cheap() -> None:

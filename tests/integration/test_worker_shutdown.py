@@ -13,27 +13,28 @@ from vidgate.runs.catalog import Catalog, ModelSpec
 from vidgate.runs.ids import new_run_id
 from vidgate.runs.status import Status
 from vidgate.storage.local import LocalStorage
-from vidgate.store.records import NewRun
+from vidgate.store.records import NewRun, RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.worker.local import LocalWorker
 
+CATALOG = Catalog(
+    {
+        "testcard-video": ModelSpec(
+            slug="testcard-video",
+            backend="testcard",
+            name="t",
+            parameters=catalog_module.testcard_parameters(),
+            options={"mode": "text"},
+        )
+    }
+)
 
-async def test_graceful_stop_releases_leases(tmp_path: Path) -> None:
-    store = await SQLStore.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
-    catalog = Catalog(
-        {
-            "testcard-video": ModelSpec(
-                slug="testcard-video",
-                backend="testcard",
-                name="t",
-                parameters=catalog_module.testcard_parameters(),
-                options={"mode": "text"},
-            )
-        }
-    )
+
+async def submit_testcard_run(store: SQLStore, prompt: str) -> RunRecord:
+    """A one-second 240p testcard run, due at once."""
     request = {
         "model": "testcard-video",
-        "prompt": "sandbox:slow=30 long",
+        "prompt": prompt,
         "duration_s": 1,
         "resolution": "240p",
         "extra": {},
@@ -50,10 +51,16 @@ async def test_graceful_stop_releases_leases(tmp_path: Path) -> None:
         ),
         idempotency_ttl_s=60,
     )
+    return run
+
+
+async def test_graceful_stop_releases_leases(tmp_path: Path) -> None:
+    store = await SQLStore.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    run = await submit_testcard_run(store, "sandbox:slow=30 long")
     worker = LocalWorker(
         store,
         LocalStorage(tmp_path / "files", b"s" * 32),
-        catalog,
+        CATALOG,
         {"testcard": TestcardBackend()},
         WorkerSettings(lease_s=60, heartbeat_s=0.1, idle_poll_s=0.05),
         tmp_path / "work",
@@ -98,41 +105,12 @@ async def test_a_worker_that_lost_its_lease_cannot_touch_the_finished_video(
 ) -> None:
     store = await SQLStore.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
     storage = LocalStorage(tmp_path / "files", b"s" * 32)
-    catalog = Catalog(
-        {
-            "testcard-video": ModelSpec(
-                slug="testcard-video",
-                backend="testcard",
-                name="t",
-                parameters=catalog_module.testcard_parameters(),
-                options={"mode": "text"},
-            )
-        }
-    )
-    request = {
-        "model": "testcard-video",
-        "prompt": "contested",
-        "duration_s": 1,
-        "resolution": "240p",
-        "extra": {},
-    }
-    run, _ = await store.submit(
-        NewRun(
-            id=new_run_id(),
-            api_key_id="k",
-            model="testcard-video",
-            backend="testcard",
-            request=request,
-            cost=0,
-            available_at=time.time(),
-        ),
-        idempotency_ttl_s=60,
-    )
+    run = await submit_testcard_run(store, "contested")
     # A holds a 1 s lease it never renews, and finishes 4 s late; B takes over and completes.
     slow = LocalWorker(
         store,
         storage,
-        catalog,
+        CATALOG,
         {"testcard": _LateBackend(4.0)},
         WorkerSettings(lease_s=1, heartbeat_s=1000, idle_poll_s=0.05),
         tmp_path / "work-a",  # two machines sharing storage
@@ -141,7 +119,7 @@ async def test_a_worker_that_lost_its_lease_cannot_touch_the_finished_video(
     fast = LocalWorker(
         store,
         storage,
-        catalog,
+        CATALOG,
         {"testcard": TestcardBackend()},
         WorkerSettings(lease_s=30, heartbeat_s=0.1, idle_poll_s=0.05),
         tmp_path / "work-b",
