@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 
 from tests.api_helpers import decode_mp4, status, submit, submit_ok, unified, wait_terminal
@@ -159,7 +161,7 @@ def test_long_poll_returns_on_each_change_of_the_run(live_server: LiveServer) ->
             break
     assert seen[-1] == ("COMPLETED", 100)
     order = ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
-    for before, after in zip(seen, seen[1:], strict=False):
+    for before, after in itertools.pairwise(seen):
         assert before != after, seen  # every answer had news
         assert order.index(before[0]) <= order.index(after[0]), seen
         assert before[1] <= after[1], seen
