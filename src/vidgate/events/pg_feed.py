@@ -23,6 +23,8 @@ from vidgate.runs.status import Status
 log = logging.getLogger("vidgate.events")
 CHANNEL = "vidgate_runs"
 CHECK_EVERY_S = 5.0
+APPLICATION_NAME = "vidgate-events"
+"""How the listening connection shows in ``pg_stat_activity``."""
 
 
 def payload(change: RunChange) -> str:
@@ -63,7 +65,9 @@ class PostgresFeed:
         first = True
         while True:
             try:
-                connection = await asyncpg.connect(self.dsn)
+                connection = await asyncpg.connect(
+                    self.dsn, server_settings={"application_name": APPLICATION_NAME}
+                )
             except (OSError, asyncpg.PostgresError) as exc:
                 failures += 1
                 delay = min(10.0, 0.2 * 2**failures) * random.uniform(0.8, 1.2)
@@ -84,9 +88,15 @@ class PostgresFeed:
                     await connection.close(timeout=2)
 
     async def _hold(self, connection: asyncpg.Connection) -> None:
-        """Wait while the connection lives; a periodic query notices a silent drop."""
+        """Wait while the connection lives: until the server closes it, or a periodic
+        query finds it silently gone."""
+        closed = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: closed.set())
         while not connection.is_closed():
-            await asyncio.sleep(CHECK_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closed.wait(), CHECK_EVERY_S)
+            if closed.is_set():
+                return
             await asyncio.wait_for(connection.execute("SELECT 1"), CHECK_EVERY_S)
 
     async def _catch_up(self) -> None:
