@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 from tests.servers import VIDGATE, free_port, run_cli
 
+from bench import push
+
 
 @contextlib.contextmanager
 def server(args: list[str], port: int, ready_path: str) -> Iterator[str]:
@@ -170,10 +172,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="per HTTP measurement")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=200, help="runs per push latency setup")
+    parser.add_argument("--in-flight", type=int, default=16, help="push latency: runs at once")
+    parser.add_argument(
+        "--only", choices=["http", "render", "push", "idle"], action="append", help="repeatable"
+    )
     args = parser.parse_args()
+    chosen = set(args.only or ["http", "render", "push", "idle"])
     print("benchmark                               result         ratio to baseline")
-    http_bench(args.seconds, args.concurrency)
-    render_bench()
+    if "http" in chosen:
+        http_bench(args.seconds, args.concurrency)
+    if "render" in chosen:
+        render_bench()
+    if "push" in chosen:
+        push.latency_bench(args.runs, os.environ.get("VIDGATE_BENCH_DATABASE_URL"), args.in_flight)
+    if "idle" in chosen:
+        push.idle_bench(waiters=2000, streams=500)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The in-process fan-out of run changes.
 
-A :class:`RunChange` names a run, its new sequence number and status; it carries no body.
-Whoever needs the run's state reads it after the change, so a change can be published
-from anywhere (this process's commit, a NOTIFY, a SQLite watcher) without rendering.
+A :class:`RunChange` names a run, its new sequence number and status. Made in this
+process, it also carries the run as committed, so a waiter here answers without a query;
+from another process (a NOTIFY, a SQLite watcher) it does not, and a waiter reads the run.
 
 Subscribe before you read: open a :class:`Watch`, then read the run, then wait for a
 sequence number above the one you read. A change committed between the read and the wait
@@ -16,9 +16,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vidgate.runs.status import Status
+from vidgate.store.records import RunRecord
 
 log = logging.getLogger("vidgate.events")
 
@@ -29,6 +30,11 @@ class RunChange:
     seq: int
     status: Status
     backend: str
+    webhook: bool = False
+    """A webhook delivery may have been queued with this change (the sender should look)."""
+    run: RunRecord | None = field(default=None, compare=False, repr=False)
+    """The run as committed, without its request, when the change was made in this process
+    (a waiter here need not read it again); None when it came from another process."""
 
 
 Listener = Callable[[RunChange | None], None]
@@ -43,12 +49,19 @@ class Watch:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.seq = 0
+        self.latest: RunChange | None = None
         self._arrived = asyncio.Event()
 
     def offer(self, change: RunChange) -> None:
         if change.seq > self.seq:
             self.seq = change.seq
+            self.latest = change
             self._arrived.set()
+
+    def snapshot(self) -> RunRecord | None:
+        """The newest state of the run, if the change that brought it carried it (made
+        in this process); else None, and the run must be read."""
+        return self.latest.run if self.latest is not None else None
 
     async def wait_past(self, seq: int, timeout_s: float) -> bool:
         """True once a change newer than ``seq`` has arrived; False after ``timeout_s``."""

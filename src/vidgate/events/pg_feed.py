@@ -2,7 +2,7 @@
 
 Every change of a run sends ``NOTIFY vidgate_runs`` in the transaction that makes it, so the
 notification goes out exactly when the change commits. The payload is small
-(``run_id seq status backend``); a process re-reads a run only if somebody there waits on
+(``run_id seq status webhook backend``); a process re-reads a run only if somebody there waits on
 it. When the connection drops, the feed reconnects with backoff and then re-reads every run
 that someone in this process waits on, so nothing that committed meanwhile is missed.
 """
@@ -28,12 +28,13 @@ APPLICATION_NAME = "vidgate-events"
 
 
 def payload(change: RunChange) -> str:
-    return f"{change.run_id} {change.seq} {change.status.value} {change.backend}"
+    webhook = "w" if change.webhook else "-"
+    return f"{change.run_id} {change.seq} {change.status.value} {webhook} {change.backend}"
 
 
 def parse_payload(text: str) -> RunChange:
-    run_id, seq, status, backend = text.split(" ", 3)
-    return RunChange(run_id, int(seq), Status(status), backend)
+    run_id, seq, status, webhook, backend = text.split(" ", 4)
+    return RunChange(run_id, int(seq), Status(status), backend, webhook=webhook == "w")
 
 
 Reread = Callable[[set[str]], Awaitable[list[RunChange]]]

@@ -68,12 +68,15 @@ class SQLiteFeed:
     ) -> int:
         while True:
             rows = connection.execute(
-                "SELECT id, seq, status, backend, rev FROM runs WHERE rev > ? ORDER BY rev LIMIT ?",
+                "SELECT id, seq, status, backend, rev, webhook_url IS NOT NULL FROM runs "
+                "WHERE rev > ? ORDER BY rev LIMIT ?",
                 (last_rev, BATCH),
             ).fetchall()
             if not rows:
                 return last_rev
-            changes = [RunChange(r[0], r[1], Status(r[2]), r[3]) for r in rows]
+            # Whether this change queued a delivery is not kept; a run with a webhook
+            # wakes the sender, which finds nothing if nothing is due.
+            changes = [RunChange(r[0], r[1], Status(r[2]), r[3], webhook=r[5]) for r in rows]
             last_rev = rows[-1][4]
             loop.call_soon_threadsafe(self.events.publish_many, changes)
             if len(rows) < BATCH:

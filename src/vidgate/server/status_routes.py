@@ -48,7 +48,7 @@ async def _status(
         if wait_s and not run.status.is_terminal:
             hold = min(wait_s, state.settings.server.max_wait_s)
             if await watch.wait_past(run.seq, hold):
-                run = await state.store.get(run.id)
+                run = watch.snapshot() or await state.store.get(run.id)
     return await _respond(request, state, run, shape)
 
 
@@ -163,7 +163,7 @@ async def _events(
             yield ": keep-alive\n\n"
             continue
         try:
-            run = await state.store.get(run.id)
+            run = watch.snapshot() or await state.store.get(run.id)
         except NotFound:  # deleted meanwhile
             return
         yield await _event(state, run, base)

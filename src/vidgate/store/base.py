@@ -27,19 +27,12 @@ from vidgate.events.pg_feed import CHANNEL, payload
 from vidgate.runs import webhooks
 from vidgate.runs.ids import new_message_id
 from vidgate.runs.status import Status
+from vidgate.store.records import RunRecord
 from vidgate.store.schema import runs, webhook_deliveries
 
-CHANGE_COLUMNS = (
-    runs.c.id,
-    runs.c.seq,
-    runs.c.status,
-    runs.c.backend,
-    runs.c.api_key_id,
-    runs.c.started_at,
-    runs.c.webhook_url,
-    runs.c.webhook_events,
-)
-"""What an UPDATE that changes a run returns: enough to publish it and fill the outbox."""
+CHANGE_COLUMNS = tuple(column for column in runs.c if column.name != "request")
+"""What an UPDATE that changes a run returns: the run as clients see it (all but the
+request, which can be megabytes of image), to publish it and fill the outbox."""
 
 _other = runs.alias("other")
 
@@ -56,6 +49,7 @@ class StoreBase:
     def __init__(self, engine: AsyncEngine, events: RunEvents | None = None) -> None:
         self.engine = engine
         self._writer = engine.execution_options(vidgate_write=True)
+        self._reader = engine.execution_options(vidgate_read=True)
         self.dialect = engine.dialect.name
         self.events = events or RunEvents()
 
@@ -68,7 +62,8 @@ class StoreBase:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        """A connection for one read statement (on SQLite, outside any transaction)."""
+        async with self._reader.connect() as conn:
             yield conn
 
     def _bump(self) -> dict[str, Any]:
@@ -86,19 +81,21 @@ class StoreBase:
 
     async def _changed(self, tx: Tx, row: Row[Any], now: float) -> None:
         """Record a change of a run that ``row`` (:data:`CHANGE_COLUMNS`) describes."""
-        change = RunChange(row.id, row.seq, Status(row.status), row.backend)
-        if row.webhook_url:
-            await self._queue_webhook(tx.conn, row, change.status, now)
+        status = Status(row.status)
+        queued = bool(row.webhook_url) and await self._queue_webhook(tx.conn, row, status, now)
+        snapshot = RunRecord.from_row({**row._mapping, "request": {}})
+        change = RunChange(row.id, row.seq, status, row.backend, webhook=queued, run=snapshot)
         if self.dialect == "postgresql":
             await tx.conn.execute(select(func.pg_notify(CHANNEL, payload(change))))
         tx.changes.append(change)
 
     async def _queue_webhook(
         self, conn: AsyncConnection, row: Row[Any], status: Status, now: float
-    ) -> None:
+    ) -> bool:
+        """Write the delivery this change calls for, if any; True if one was written."""
         kind = webhooks.event_type(status, started_now=row.started_at == now)
         if kind is None or kind not in webhooks.decode_events(row.webhook_events):
-            return
+            return False
         if kind == webhooks.PROGRESS:
             last = (
                 await conn.execute(
@@ -109,7 +106,7 @@ class StoreBase:
                 )
             ).scalar()
             if last is not None and now - last < webhooks.PROGRESS_EVERY_S:
-                return
+                return False
         await conn.execute(
             insert(webhook_deliveries).values(
                 id=new_message_id(),
@@ -125,3 +122,4 @@ class StoreBase:
                 log=[],
             )
         )
+        return True

@@ -40,7 +40,9 @@ def _sqlite_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # Connections go back to the pool without a ROLLBACK: writes always end in COMMIT or
+    # ROLLBACK, and reads run outside any transaction (below).
+    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -54,8 +56,10 @@ def _sqlite_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("vidgate_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("vidgate_read", False):
+            return  # a single-statement read is consistent by itself: no BEGIN/ROLLBACK
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("vidgate_write") else "BEGIN")
 
     return engine
 

@@ -67,7 +67,8 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
                     local.wake()
             elif change.status in (Status.IN_QUEUE, Status.CANCELLED):
                 poller.wake()
-            sender.wake()
+            if change.webhook:
+                sender.wake()
 
         store.events.add_listener(on_change)
         try:

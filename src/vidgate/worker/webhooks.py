@@ -24,7 +24,7 @@ from vidgate.config import ServerSettings, WebhookSettings
 from vidgate.logs import event
 from vidgate.netguard import UnsafeTarget, check_public
 from vidgate.storage.local import LocalStorage
-from vidgate.store.records import DeliveryRecord
+from vidgate.store.records import DeliveryRecord, KeyRecord
 from vidgate.store.sql import SQLStore
 from vidgate.store.webhooks import DELIVERED, FAILED, GONE, PENDING
 from vidgate.views import iso, status_body
@@ -36,6 +36,7 @@ IDLE_S = 1.0
 """How often an idle sender looks for retries that have come due."""
 LEASE_S = 60.0
 USER_AGENT = "vidgate-webhooks"
+KEY_CACHE_S = 5.0
 
 
 def retry_delay_s(attempts: int, settings: WebhookSettings) -> float:
@@ -74,6 +75,7 @@ class WebhookSender:
         self.transport = transport
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._keys: dict[str, tuple[KeyRecord, float]] = {}
 
     def wake(self) -> None:
         """Look for due deliveries now (a run changed; it may have queued one)."""
@@ -155,6 +157,16 @@ class WebhookSender:
             return FAILED  # retried for long enough: given up
         return PENDING
 
+    async def _key(self, key_id: str) -> KeyRecord:
+        """The key's signing secrets, read at most every ``KEY_CACHE_S`` (a rotation keeps
+        the old secret signing far longer than that)."""
+        cached = self._keys.get(key_id)
+        if cached is not None and time.monotonic() - cached[1] < KEY_CACHE_S:
+            return cached[0]
+        key = await self.store.get_key(key_id)
+        self._keys[key_id] = (key, time.monotonic())
+        return key
+
     async def _render(self, delivery: DeliveryRecord) -> str:
         run = await self.store.get(delivery.run_id)
         data = await status_body(
@@ -174,7 +186,7 @@ class WebhookSender:
             except UnsafeTarget as exc:
                 outcome.update(error=f"refused: the webhook URL {exc}", refused=True)
                 return outcome
-        key = await self.store.get_key(delivery.api_key_id)
+        key = await self._key(delivery.api_key_id)
         timestamp = int(started)
         body = payload.encode("utf-8")
         signatures = [

@@ -1,0 +1,381 @@
+"""Push benchmarks: how soon a client learns that its video is ready, and what idle
+waiters cost.
+
+* Latency: from a run's completion (its ``completedAt``, stamped just before the commit) to
+  the moment a client has the COMPLETED state, over N runs, by long-poll (``waitSeconds``),
+  server-sent events and webhook, beside a client that polls every 5 s (the upstream
+  sample's cadence), all measured in the same run. Two setups: SQLite with plain
+  ``vidgate serve``; PostgreSQL with two ``serve --no-worker`` and one ``vidgate worker``,
+  the waiters on the API process that did not take the submit. These are latencies of
+  single events, read by a Python client on loopback; throughput figures come from wrk.
+* Idle cost: CPU time of one API process over 30 s while it holds 2,000 long-poll waiters
+  and 500 event streams, and answers status polls meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from tests.providers import all_cases, emulators_running, provider_env, vidgate_config
+from tests.servers import VIDGATE, free_port, run_cli
+
+BODY = {"model": "testcard-video", "resolution": "480p", "duration": 1}
+WEBHOOKS = """
+[webhooks]
+allow_private_hosts = true
+"""
+CONFIG = (
+    """
+[limits]
+submits_per_minute = 100000000
+"""
+    + WEBHOOKS
+)
+METHODS = ("long-poll", "sse", "webhook", "poll every 5 s")
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass
+class Processes:
+    """vidgate processes started for one setup; stopped (SIGTERM) at the end."""
+
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, args: list[str], env: dict[str, str]) -> None:
+        self.started.append(
+            subprocess.Popen(
+                args,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, **env},
+                start_new_session=True,
+            )
+        )
+
+    def stop(self) -> None:
+        for process in self.started:
+            process.terminate()
+        for process in self.started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def wait_ready(base: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{base} did not start")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the runs are: testcard renders on this machine's CPU, or provider jobs (the
+    fal emulator, following fal's documented queue protocol) that cost vidgate no CPU."""
+
+    name: str
+    model: str
+    config: str
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def workload(name: str) -> Iterator[Workload]:
+    if name == "testcard":
+        yield Workload("testcard", "testcard-video", CONFIG, {})
+        return
+    cases = [c for c in all_cases() if c.name == "fal"]
+    with emulators_running(cases) as (fal,):
+        fal.state.queue_s, fal.state.run_s = 0.2, 0.3
+        config = vidgate_config(cases, poll_s=0.25, extra=WEBHOOKS)
+        yield Workload("provider jobs", fal.model, config, provider_env(cases))
+
+
+@contextlib.contextmanager
+def setup(
+    tmp: Path, work: Workload, database_url: str | None, api_processes: int, separate: bool
+) -> Iterator[tuple[list[str], str]]:
+    """Start the servers; yields their base URLs and an API key."""
+    data_dir, config = tmp / "data", tmp / "bench.toml"
+    config.write_text(work.config)
+    env = {**work.env, **({"VIDGATE_DATABASE_URL": database_url} if database_url else {})}
+    name = f"bench-{secrets.token_hex(4)}"  # the PostgreSQL database is shared by setups
+    key = run_cli(["keys", "create", name], data_dir=data_dir, config=config, env=env)
+    common = ["--data-dir", str(data_dir), "--config", str(config), "--log-level", "warning"]
+    processes = Processes()
+    bases = []
+    try:
+        for _ in range(api_processes):
+            port = free_port()
+            extra = ["--no-worker"] if separate else []
+            processes.start([*VIDGATE, "serve", "--port", str(port), *common, *extra], env)
+            bases.append(f"http://127.0.0.1:{port}")
+        if separate:
+            processes.start([*VIDGATE, "worker", *common], env)
+        for base in bases:
+            wait_ready(base)
+        yield bases, key.stdout.split()[-1]
+    finally:
+        processes.stop()
+
+
+class Receiver:
+    """A minimal HTTP server that notes when each run's ``video.completed`` webhook came."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Receiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(
+            ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError
+        ):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.decode("latin-1").split("\r\n"):
+                    name, _, value = line.partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                body = json.loads(await reader.readexactly(length))
+                if body["type"] == "video.completed":
+                    self.arrived[body["data"]["requestId"]] = time.time()
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+
+async def long_poll(client: httpx.AsyncClient, base: str, run_id: str) -> tuple[float, float]:
+    while True:
+        response = await client.get(
+            base + "/api/video/status", params={"requestId": run_id, "waitSeconds": 50}
+        )
+        body = response.json()
+        if body["status"] == "completed":
+            return time.time(), epoch(body["completedAt"])
+
+
+async def plain_poll(client: httpx.AsyncClient, base: str, run_id: str) -> tuple[float, float]:
+    while True:
+        body = (await client.get(base + "/api/video/status", params={"requestId": run_id})).json()
+        if body["status"] == "completed":
+            return time.time(), epoch(body["completedAt"])
+        await asyncio.sleep(5)
+
+
+async def sse(client: httpx.AsyncClient, base: str, run_id: str) -> tuple[float, float]:
+    url = base + "/api/video/status/stream"
+    async with client.stream("GET", url, params={"requestId": run_id}) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                body = json.loads(line[5:])
+                if body["status"] == "completed":
+                    return time.time(), epoch(body["completedAt"])
+    raise RuntimeError("the stream ended before the run completed")
+
+
+async def latencies(
+    model: str, submit_base: str, wait_base: str, key: str, runs: int, in_flight: int
+) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {method: [] for method in METHODS}
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with (
+        Receiver() as receiver,
+        httpx.AsyncClient(headers={"x-api-key": key}, timeout=120, limits=limits) as client,
+    ):
+        slots = asyncio.Semaphore(in_flight)
+        webhook_url = f"http://127.0.0.1:{receiver.port}/hook"
+
+        async def one(i: int) -> None:
+            async with slots:
+                response = await client.post(
+                    submit_base + "/api/generate-video",
+                    json={**BODY, "model": model, "prompt": f"push {i}", "webhookUrl": webhook_url},
+                )
+                assert response.status_code == 202, response.text
+                run_id = response.json()["runId"]
+                waits = await asyncio.gather(
+                    long_poll(client, wait_base, run_id),
+                    sse(client, wait_base, run_id),
+                    plain_poll(client, wait_base, run_id),
+                )
+                for method, (arrived, completed) in zip(
+                    ("long-poll", "sse", "poll every 5 s"), waits, strict=True
+                ):
+                    found[method].append(arrived - completed)
+                for _ in range(100):
+                    if run_id in receiver.arrived:
+                        break
+                    await asyncio.sleep(0.1)
+                found["webhook"].append(receiver.arrived[run_id] - waits[0][1])
+
+        await asyncio.gather(*(one(i) for i in range(runs)))
+    return found
+
+
+def report_latency(title: str, found: dict[str, list[float]]) -> None:
+    poll_p50 = statistics.median(found["poll every 5 s"])
+    print(f"\n{title}: completion to client, {len(found['sse'])} runs (ms)")
+    print(f"  {'method':<16}{'p50':>9}{'p99':>9}{'max':>9}  ratio of p50 to polling every 5 s")
+    for method in METHODS:
+        values = found[method]
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        print(
+            f"  {method:<16}{p50 * 1000:9.1f}{p99 * 1000:9.1f}{max(values) * 1000:9.1f}"
+            f"  {p50 / poll_p50:.4f}"
+        )
+
+
+def latency_bench(runs: int, postgres_url: str | None, in_flight: int = 16) -> None:
+    for name in ("provider", "testcard"):
+        with workload(name) as work:
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                setup(Path(tmp), work, None, 1, False) as (
+                    bases,
+                    key,
+                ),
+            ):
+                found = asyncio.run(latencies(work.model, bases[0], bases[0], key, runs, in_flight))
+            report_latency(f"{work.name}, SQLite, plain `vidgate serve`", found)
+            if postgres_url is None:
+                print("\nPostgreSQL skipped: no VIDGATE_BENCH_DATABASE_URL (make bench sets it)")
+                continue
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                setup(Path(tmp), work, postgres_url, 2, True) as (bases, key),
+            ):
+                found = asyncio.run(latencies(work.model, bases[0], bases[1], key, runs, in_flight))
+            report_latency(
+                f"{work.name}, PostgreSQL, 2 x `serve --no-worker` + `vidgate worker`, "
+                "waiting on the API that did not take the submit",
+                found,
+            )
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+@contextlib.asynccontextmanager
+async def held(client: httpx.AsyncClient, base: str, run_ids: list[str]) -> AsyncIterator[None]:
+    """Hold one long-poll per id (re-sent when it answers) until the block ends."""
+
+    async def hold(run_id: str) -> None:
+        while True:
+            await client.get(
+                base + "/api/video/status", params={"requestId": run_id, "waitSeconds": 60}
+            )
+
+    tasks = [asyncio.create_task(hold(r)) for r in run_ids]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def streams_open(client: httpx.AsyncClient, base: str, run_ids: list[str]) -> list[object]:
+    """Open one event stream per id and keep reading it in the background."""
+
+    async def follow(run_id: str) -> None:
+        url = base + "/api/video/status/stream"
+        async with client.stream("GET", url, params={"requestId": run_id}) as response:
+            async for _ in response.aiter_lines():
+                pass
+
+    return [asyncio.create_task(follow(r)) for r in run_ids]
+
+
+async def idle_cost(base: str, key: str, pid: int, waiters: int, streams: int) -> None:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(headers={"x-api-key": key}, timeout=90, limits=limits) as client:
+        run_ids = []
+        for i in range(waiters + streams):  # queued forever: this process runs no worker
+            response = await client.post(
+                base + "/api/generate-video", json={**BODY, "prompt": f"idle {i}"}
+            )
+            run_ids.append(response.json()["runId"])
+        stream_tasks = await streams_open(client, base, run_ids[waiters:])
+        async with held(client, base, run_ids[:waiters]):
+            await asyncio.sleep(5)  # every waiter and stream is in place
+            before, started = cpu_seconds(pid), time.monotonic()
+            poll_times = []
+            while time.monotonic() - started < 30:
+                sent = time.perf_counter()
+                response = await client.get(
+                    base + "/api/video/status", params={"requestId": run_ids[0]}
+                )
+                assert response.status_code == 200
+                poll_times.append(time.perf_counter() - sent)
+                await asyncio.sleep(1)
+            used = cpu_seconds(pid) - before
+            elapsed = time.monotonic() - started
+        for task in stream_tasks:
+            task.cancel()
+        await asyncio.gather(*stream_tasks, return_exceptions=True)
+    print(
+        f"\nIdle cost: {waiters} long-poll waiters + {streams} event streams on one API process"
+        f"\n  CPU {used:.2f} s over {elapsed:.1f} s = {100 * used / elapsed:.2f}% of a core"
+        f" (target < 5%)\n  {len(poll_times)} status polls meanwhile, median "
+        f"{1000 * statistics.median(poll_times):.1f} ms, max {1000 * max(poll_times):.1f} ms"
+    )
+
+
+def idle_bench(waiters: int, streams: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir, config = Path(tmp) / "data", Path(tmp) / "bench.toml"
+        config.write_text(CONFIG)
+        key = run_cli(["keys", "create", "bench"], data_dir=data_dir, config=config)
+        port = free_port()
+        args = ["--data-dir", str(data_dir), "--config", str(config), "--log-level", "warning"]
+        process = subprocess.Popen(
+            [*VIDGATE, "serve", "--port", str(port), "--no-worker", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base)
+            asyncio.run(idle_cost(base, key.stdout.split()[-1], process.pid, waiters, streams))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
