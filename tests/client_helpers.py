@@ -284,6 +284,8 @@ def operation(method: str, path: str) -> str:
         return "submit"
     if path in ("/api/generate-video/status", "/api/video/status"):
         return "status"
+    if path == "/api/video/status/stream":
+        return "stream"
     if path == "/api/generate-video/cancel":
         return "cancel"
     if path == "/api/v1/video-models":
