@@ -82,11 +82,19 @@ def run_cli(
     config: Path | None = None,
     timeout: float = 60,
     check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     cmd = [*VIDGATE, *args, "--data-dir", str(data_dir)]
     if config is not None:
         cmd += ["--config", str(config)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    result = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **env} if env else None,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{args} exited {result.returncode}: {result.stderr}")
     return result

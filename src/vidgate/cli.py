@@ -65,6 +65,7 @@ def serve(
 
     from vidgate import logs
     from vidgate.server.app import create_app
+    from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
     server = settings.server.model_copy(
@@ -76,8 +77,9 @@ def serve(
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     _print_welcome(base, first_key, settings)
     logs.configure(log_level.upper())
+    with_worker = not no_worker and settings.worker.enabled
     uvicorn.run(
-        create_app(settings, run_worker=not no_worker and settings.worker.enabled),
+        create_app(settings, background=run_worker if with_worker else None),
         host=server.host,
         port=server.port,
         log_level=log_level.lower(),
@@ -136,8 +138,8 @@ def worker(
 ) -> None:
     """Run a worker process only (pair with `vidgate serve --no-worker`)."""
     from vidgate import logs
-    from vidgate.services import build_catalog, build_storage
-    from vidgate.worker.runtime import WorkerRuntime
+    from vidgate.services import Services, build_catalog, build_storage
+    from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
     logs.configure(log_level.upper())
@@ -148,9 +150,10 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        runtime = WorkerRuntime(settings, store, build_storage(settings), build_catalog(settings))
+        await store.listen()
+        services = Services(settings, store, build_storage(settings), build_catalog(settings))
         try:
-            await runtime.run(stop)
+            await run_worker(services, stop)
         finally:
             await store.close()
 
@@ -194,7 +197,7 @@ def keys_create(name: str, data_dir: DataDir = None, config: ConfigFile = None) 
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """List API keys (names and prefixes; the keys themselves are not stored)."""
-    from vidgate.server.views import iso
+    from vidgate.views import iso
 
     async def main() -> list[KeyRecord]:
         store = await _open_store(_settings(data_dir, config))

@@ -36,8 +36,11 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     status_retry_after_s: int = Field(2, ge=1)
     """The poll interval suggested in ``Retry-After`` on non-terminal status responses."""
-    max_wait_s: int = Field(60, ge=0, le=300)
-    """The longest ``waitSeconds`` a long-poll may hold a status request."""
+    max_wait_s: int = Field(60, ge=0, le=60)
+    """The longest ``waitSeconds`` a long-poll may hold a status request (the API's bound
+    is 60)."""
+    sse_heartbeat_s: float = Field(15, gt=0, le=300)
+    """How often an event stream with nothing to tell sends a keep-alive comment."""
 
 
 class LimitSettings(_Section):
@@ -74,6 +77,27 @@ class StorageSettings(_Section):
     url_ttl_s: int = Field(24 * 3600, ge=60)
     copy_attempts: int = Field(5, ge=1)
     """Tries to copy a finished remote video into storage before the run is failed."""
+
+
+class WebhookSettings(_Section):
+    allow_private_hosts: bool = False
+    """Allow webhook targets on loopback, private, link-local or metadata addresses (for
+    receivers on your own network, and tests). Off: such targets are refused at submit and
+    again at delivery."""
+    timeout_s: float = Field(10, gt=0, le=60)
+    """One delivery attempt's limit: connect, send and the receiver's answer."""
+    retry_for_s: float = Field(24 * 3600, ge=0)
+    """Failed deliveries are retried, with exponential backoff and jitter, until at least
+    this long after the event; then the delivery is given up."""
+    first_retry_s: float = Field(5, gt=0)
+    """The delay before the first retry; each later one doubles it (with jitter)."""
+    max_retry_s: float = Field(3600, gt=0)
+    """The longest delay between two attempts."""
+    concurrency: int = Field(64, ge=1, le=10000)
+    """Deliveries in flight at once per worker process."""
+    secret_overlap_s: float = Field(24 * 3600, ge=0)
+    """After ``vidgate keys webhook-secret --rotate``, the old secret signs beside the new
+    one for this long."""
 
 
 class ModerationSettings(_Section):
@@ -143,6 +167,7 @@ class Settings(_Section):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from vidgate.config import Settings
 from vidgate.runs.catalog import (
     LOCAL_BACKENDS,
@@ -11,6 +13,17 @@ from vidgate.runs.catalog import (
     testcard_parameters,
 )
 from vidgate.storage.local import LocalStorage, load_or_create_secret
+from vidgate.store.sql import SQLStore
+
+
+@dataclass(frozen=True)
+class Services:
+    """The long-lived parts a process shares between the API and its worker."""
+
+    settings: Settings
+    store: SQLStore
+    storage: LocalStorage
+    catalog: Catalog
 
 
 def build_catalog(settings: Settings) -> Catalog:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 
 from tests.api_helpers import decode_mp4, status, submit, submit_ok, unified, wait_terminal
@@ -141,21 +143,28 @@ def test_sandbox_outcomes(live_server: LiveServer) -> None:
     assert cancelled["status"] == "CANCELLED"
 
 
-def test_long_poll_returns_when_the_status_changes(live_server: LiveServer) -> None:
+def test_long_poll_returns_on_each_change_of_the_run(live_server: LiveServer) -> None:
+    """Each held poll answers at the run's next event (progress included), never with
+    nothing new: the answers step through the run's states until COMPLETED."""
     run_id = submit_ok(live_server, "sandbox:slow=1 long poll")
-    seen = []
-    for _ in range(10):
+    seen: list[tuple[str, float]] = []
+    for _ in range(200):
         response = httpx.get(
             f"{live_server.base_url}/api/video/status",
             params={"runId": run_id, "waitSeconds": 30},
             headers=live_server.headers(),
             timeout=60,
         )
-        seen.append(response.json()["data"]["status"])
-        if seen[-1] == "COMPLETED":
+        data = response.json()["data"]
+        seen.append((data["status"], data.get("progress", 0)))
+        if data["status"] == "COMPLETED":
             break
-    assert seen[-1] == "COMPLETED"
-    assert len(seen) <= 3, seen  # queued → in progress → completed, no busy polling
+    assert seen[-1] == ("COMPLETED", 100)
+    order = ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+    for before, after in itertools.pairwise(seen):
+        assert before != after, seen  # every answer had news
+        assert order.index(before[0]) <= order.index(after[0]), seen
+        assert before[1] <= after[1], seen
 
 
 def test_catalog_lists_the_configured_models(live_server: LiveServer) -> None:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from vidgate.events import RunChange
 from vidgate.runs.ids import new_run_id
 from vidgate.runs.status import Status
 from vidgate.store.errors import IdempotencyConflict, KeyNameTaken, KeyNotFound, NotFound
@@ -85,13 +86,25 @@ async def test_submit_get_and_per_key_isolation(store: SQLStore) -> None:
         await store.get("vid_missing")
 
 
-async def test_status_of_follows_the_run(store: SQLStore) -> None:
+async def test_every_change_is_an_event_with_the_next_sequence_number(store: SQLStore) -> None:
+    seen: list[RunChange] = []
+    store.events.add_listener(lambda change: seen.append(change) if change else None)
     run, _ = await store.submit(new_run(), idempotency_ttl_s=60)
-    assert await store.status_of(run.id) is Status.IN_QUEUE
-    await store.cancel(run.id, "key_a")
-    assert await store.status_of(run.id) is Status.CANCELLED
-    with pytest.raises(NotFound):
-        await store.status_of("vid_missing")
+    with store.events.watch(run.id) as watch:
+        claimed = await store.claim_next("w1", ["testcard"], lease_s=30)
+        assert claimed is not None and claimed.seq == 2
+        assert await store.update_running(run.id, "w1", progress=40.0)
+        await store.heartbeat("w1", [run.id], lease_s=30)  # a lease is not news
+        done = await store.transition(run.id, Status.COMPLETED, owner="w1")
+        assert done is not None and done.seq == 4
+        assert watch.seq == 4
+    assert [(c.seq, c.status) for c in seen] == [
+        (1, Status.IN_QUEUE),
+        (2, Status.IN_PROGRESS),
+        (3, Status.IN_PROGRESS),
+        (4, Status.COMPLETED),
+    ]
+    assert (await store.get(run.id)).seq == 4
 
 
 async def test_idempotency(store: SQLStore) -> None:

@@ -8,9 +8,9 @@ import pytest
 
 from vidgate.runs.status import Status
 from vidgate.server.ratelimit import TokenBucketLimiter
-from vidgate.server.views import OutputLink, legacy_status, unified_status
 from vidgate.storage.local import BadSignature, LocalStorage, load_or_create_secret
 from vidgate.store.records import RunRecord
+from vidgate.views import OutputLink, legacy_status, unified_status
 
 
 def test_token_bucket() -> None:

@@ -34,5 +34,10 @@ def new_run_id(now_ms: int | None = None) -> str:
     return "vid_" + _encode128(uuid7_bytes(now_ms))
 
 
+def new_message_id() -> str:
+    """A webhook message id (``webhook-id``): ``msg_`` + the same time-ordered encoding."""
+    return "msg_" + _encode128(uuid7_bytes())
+
+
 def is_run_id(value: str) -> bool:
     return RUN_ID_RE.fullmatch(value) is not None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidgate.runs.errors import InvalidRequest
+from vidgate.runs.webhooks import DEFAULT_EVENTS, parse_events
 
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "auto")
 IMAGE_DATA_URL_KEYS = ("imageDataUrl", "image_data_url", "image")
@@ -34,6 +35,7 @@ _KNOWN = {
     "seed",
     "imageUrl",
     "webhookUrl",
+    "webhookEvents",
     *IMAGE_DATA_URL_KEYS,
 }
 
@@ -58,6 +60,7 @@ class GenerationRequest:
     image_data_url: str | None = None
     image_url: str | None = None
     webhook_url: str | None = None
+    webhook_events: tuple[str, ...] = tuple(sorted(DEFAULT_EVENTS))
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -72,12 +75,14 @@ class GenerationRequest:
             "image_data_url": self.image_data_url,
             "image_url": self.image_url,
             "webhook_url": self.webhook_url,
+            "webhook_events": list(self.webhook_events),
             "extra": self.extra,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GenerationRequest:
         values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__ if k != "extra"}
+        values["webhook_events"] = tuple(data.get("webhook_events") or sorted(DEFAULT_EVENTS))
         return cls(**values, extra=dict(data.get("extra") or {}))
 
     @property
@@ -235,6 +240,9 @@ def normalise(body: object, limits: Limits | None = None) -> GenerationRequest:
     webhook_url = _string(body, "webhookUrl")
     if webhook_url is not None and not re.match(r"^https?://[^\s/]+", webhook_url, re.I):
         raise InvalidRequest("'webhookUrl' must be an http(s) URL", field="webhookUrl")
+    if webhook_url is not None and len(webhook_url) > 2000:
+        raise InvalidRequest("'webhookUrl' is longer than 2000 characters", field="webhookUrl")
+    webhook_events = parse_events(body.get("webhookEvents"))
 
     extra = {k: v for k, v in body.items() if k not in _KNOWN}
     return GenerationRequest(
@@ -248,5 +256,6 @@ def normalise(body: object, limits: Limits | None = None) -> GenerationRequest:
         image_data_url=image_data_url,
         image_url=image_url,
         webhook_url=webhook_url,
+        webhook_events=tuple(sorted(webhook_events)),
         extra=extra,
     )

@@ -10,6 +10,7 @@ from vidgate.runs.ids import new_run_id
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits, normalise
 from vidgate.runs.sandbox import parse_sandbox
+from vidgate.runs.webhooks import encode_events
 from vidgate.store.records import NewRun
 
 
@@ -27,13 +28,16 @@ def prepare_run(
     moderation: Moderation,
     now: float,
     idempotency_key: str | None = None,
+    default_webhook_url: str | None = None,
 ) -> NewRun:
     """Validate a parsed JSON body; raises InvalidRequest, UnknownModel or
-    ContentPolicyViolation with a message meant for the caller."""
+    ContentPolicyViolation with a message meant for the caller. A run without its own
+    ``webhookUrl`` uses ``default_webhook_url`` (the key's), if any."""
     request = normalise(body, limits)
     spec = catalog.get(request.model)
     spec.validate(request)
     moderation.check(request)
+    webhook_url = request.webhook_url or default_webhook_url
     available_at = now
     if spec.is_local:
         available_at += parse_sandbox(request.prompt)[1].queue_s
@@ -48,4 +52,6 @@ def prepare_run(
         deadline_at=None if spec.is_local else now + spec.deadline_s,
         idempotency_key=idempotency_key,
         request_hash=request_hash(body) if idempotency_key else None,
+        webhook_url=webhook_url,
+        webhook_events=encode_events(request.webhook_events) if webhook_url else None,
     )

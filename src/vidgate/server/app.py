@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,20 +17,24 @@ from vidgate.server import errors
 from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.server.routes import router
 from vidgate.server.state import AppState
-from vidgate.services import build_catalog, build_storage
+from vidgate.server.status_routes import router as status_router
+from vidgate.services import Services, build_catalog, build_storage
 from vidgate.store.sql import SQLStore
-from vidgate.worker.runtime import WorkerRuntime
+
+Background = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
+"""Work the process runs beside the API until the event is set (the in-process worker)."""
 
 
-def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI:
-    """The ASGI app. With ``run_worker`` (default: ``settings.worker.enabled``) the process
-    also renders runs; otherwise it only serves the API and separate workers do the work."""
-    with_worker = settings.worker.enabled if run_worker is None else run_worker
+def create_app(settings: Settings, *, background: Background | None = None) -> FastAPI:
+    """The ASGI app. With ``background`` (the worker, composed by the command line) the
+    process also does the work; otherwise it only serves the API and separate workers do.
+    The server never calls the worker: a submit is a run event that the worker hears."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await SQLStore.open(settings.resolved_database_url)
+        await store.listen()
         catalog = build_catalog(settings)
         state = AppState(
             settings=settings,
@@ -51,10 +55,11 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             ),
         )
         stop = asyncio.Event()
-        worker_task = None
-        if with_worker:
-            state.worker = WorkerRuntime(settings, store, state.storage, catalog)
-            worker_task = asyncio.create_task(state.worker.run(stop))
+        worker_task: asyncio.Task[None] | None = None
+        if background is not None:
+            services = Services(settings, store, state.storage, catalog)
+            worker_task = asyncio.create_task(background(services, stop))
+            state.worker = True
         app.state.vidgate = state
         try:
             yield
@@ -72,6 +77,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     )
     errors.install(app)
     app.include_router(router)
+    app.include_router(status_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -1,6 +1,6 @@
 """Pydantic models that describe the wire shapes in ``/openapi.json``.
 
-Responses are built by :mod:`vidgate.server.views` (fields that do not apply are left out);
+Responses are built by :mod:`vidgate.views` (fields that do not apply are left out);
 these models document them with the upstream schemas.
 """
 

@@ -11,7 +11,6 @@ from vidgate.runs.request import Limits
 from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.storage.local import LocalStorage
 from vidgate.store.sql import SQLStore
-from vidgate.worker.runtime import WorkerRuntime
 
 
 @dataclass
@@ -23,4 +22,5 @@ class AppState:
     moderation: Moderation
     limits: Limits
     limiter: TokenBucketLimiter
-    worker: WorkerRuntime | None = None
+    worker: bool = False
+    """Whether this process runs a worker too."""

@@ -42,6 +42,9 @@ class RunRecord:
     submit_started_at: float | None = None
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    seq: int = 1
+    webhook_url: str | None = None
+    webhook_events: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
@@ -63,9 +66,47 @@ class KeyRecord:
     webhook_secret: str
     created_at: float
     revoked_at: float | None = None
+    webhook_url: str | None = None
+    webhook_secret_previous: str | None = None
+    webhook_secret_rotated_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> KeyRecord:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def signing_secrets(self, now: float, overlap_s: float) -> list[str]:
+        """The secrets webhooks are signed with: the current one, and the previous one for
+        ``overlap_s`` after a rotation, so receivers can switch without losing events."""
+        secrets = [self.webhook_secret]
+        rotated = self.webhook_secret_rotated_at
+        if self.webhook_secret_previous and rotated is not None and now - rotated < overlap_s:
+            secrets.append(self.webhook_secret_previous)
+        return secrets
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One webhook message (``id`` is its ``webhook-id``) and its delivery so far."""
+
+    id: str
+    run_id: str
+    api_key_id: str
+    type: str
+    url: str
+    seq: int
+    created_at: float
+    status: str
+    """pending, delivered, failed (given up or refused) or gone (the receiver said 410)."""
+    attempts: int
+    log: list[dict[str, Any]]
+    next_attempt_at: float | None = None
+    payload: str | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> DeliveryRecord:
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
@@ -83,3 +124,5 @@ class NewRun:
     deadline_at: float | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    webhook_url: str | None = None
+    webhook_events: str | None = None

@@ -33,6 +33,9 @@ api_keys = Table(
     Column("webhook_secret", String(100), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+    Column("webhook_url", String(2000)),
+    Column("webhook_secret_previous", String(100)),
+    Column("webhook_secret_rotated_at", Float),
 )
 
 runs = Table(
@@ -68,6 +71,10 @@ runs = Table(
     Column("lease_owner", String(100)),
     Column("lease_expires_at", Float),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("seq", Integer, nullable=False, default=1),
+    Column("rev", BigInteger),
+    Column("webhook_url", String(2000)),
+    Column("webhook_events", String(200)),
     UniqueConstraint("api_key_id", "idempotency_key", name="uq_runs_key_idempotency"),
 )
 
@@ -76,3 +83,29 @@ Index("ix_runs_lease", runs.c.status, runs.c.lease_expires_at)
 Index("ix_runs_owner", runs.c.lease_owner)
 Index("ix_runs_api_key", runs.c.api_key_id, runs.c.created_at)
 Index("ix_runs_remote_due", runs.c.backend, runs.c.next_poll_at)
+Index("ix_runs_rev", runs.c.rev)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), nullable=False),
+    Column("api_key_id", String(40), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float),
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", Float),
+    Column("payload", Text),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("log", JSON, nullable=False),
+    Column("delivered_at", Float),
+)
+
+Index("ix_webhook_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
+Index("ix_webhook_run", webhook_deliveries.c.run_id, webhook_deliveries.c.created_at)

@@ -35,6 +35,7 @@ from vidgate.runs.status import Status
 from vidgate.storage.local import LocalStorage
 from vidgate.store.records import RunRecord
 from vidgate.store.sql import SQLStore
+from vidgate.worker.wakeup import sleep_until
 
 log = logging.getLogger("vidgate.worker")
 
@@ -71,8 +72,16 @@ class LocalWorker:
         self._progress: dict[str, float] = {}
 
     def wake(self) -> None:
-        """Look for work now (called after a submit in the same process)."""
+        """Look for work now (a run was submitted, or a slot came free)."""
         self._wake.set()
+
+    def stop_run(self, run_id: str) -> None:
+        """Stop a run this worker renders at once (it was cancelled); the heartbeat would
+        notice too, within ``heartbeat_s``."""
+        task = self._active.get(run_id)
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            event(log, "run.stopping", run_id=run_id, reason="cancelled")
+            task.cancel()
 
     async def run(self, stop: asyncio.Event) -> None:
         event(log, "worker.started", owner=self.owner, backends=",".join(self.backends))
@@ -92,6 +101,7 @@ class LocalWorker:
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             claimed = None
+            self._wake.clear()  # before the claim: a wake-up during it is not lost
             if len(self._active) < self.settings.concurrency:
                 try:
                     claimed = await self.store.claim_next(
@@ -102,13 +112,7 @@ class LocalWorker:
             if claimed is not None:
                 self._start(claimed)
                 continue
-            self._wake.clear()
-            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())}
-            await asyncio.wait(
-                waiters, timeout=self.settings.idle_poll_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in waiters:
-                waiter.cancel()
+            await sleep_until(self.settings.idle_poll_s, stop, self._wake)
 
     def _start(self, run: RunRecord) -> None:
         task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")

@@ -16,7 +16,6 @@ never paid for twice. Once the id is recorded, a restart only ever resumes polli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -40,6 +39,7 @@ from vidgate.storage.local import LocalStorage
 from vidgate.store.records import RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.worker.local import attempt_name
+from vidgate.worker.wakeup import sleep_until
 
 log = logging.getLogger("vidgate.poller")
 
@@ -90,6 +90,11 @@ class RemotePoller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: dict[asyncio.Task[None], str] = {}  # operation -> run id
         self._submitting: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for due operations now (a remote run was submitted or cancelled)."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.kinds:
@@ -107,6 +112,7 @@ class RemotePoller:
                     )
                     continue
                 wanted = min(free, CLAIM_BATCH)
+                self._wake.clear()  # before the claim: a wake-up during it is not lost
                 batch: list[RunRecord] = []
                 try:
                     batch = await self.store.claim_remote(
@@ -120,7 +126,7 @@ class RemotePoller:
                     self._held[task] = run.id
                     task.add_done_callback(self._forget)
                 if len(batch) < wanted:  # nothing more is due yet
-                    await _sleep_or_stop(stop, self.settings.idle_poll_s)
+                    await sleep_until(self.settings.idle_poll_s, stop, self._wake)
         finally:
             # Polls and copies are simply redone later. A submit waiting for the provider's
             # answer is given time to record the provider's id: cut off now, its run could
@@ -290,10 +296,13 @@ class RemotePoller:
         if update.status in (Status.IN_QUEUE, Status.IN_PROGRESS):
             target = update.status if run.status is Status.IN_QUEUE else Status.IN_PROGRESS
             progress = None if update.progress is None else min(99.0, update.progress)
+            seen = (run.status, run.progress, run.provider_status, _queue_position(run))
+            now = (target, progress, common["provider_status"], update.queue_position)
             await self.store.remote_update(
                 run.id,
                 self.owner,
                 to=target,
+                publish=seen != now,  # a poll that learned nothing new is no event
                 progress=progress,
                 next_poll_at=time.time() + interval,
                 **common,
@@ -449,6 +458,11 @@ class RemotePoller:
         return self._intervals[spec.provider or ""]
 
 
+def _queue_position(run: RunRecord) -> int | None:
+    position = (run.provider_state or {}).get("queue_position")
+    return position if isinstance(position, int) else None
+
+
 def _job(run: RunRecord) -> ProviderJob:
     state = (run.provider_state or {}).get("job") or {}
     return ProviderJob(request_id=run.provider_request_id or "", state=dict(state))
@@ -459,8 +473,3 @@ async def _best_effort_cancel(backend: RemoteBackend, job: ProviderJob) -> None:
         await backend.cancel(job)
     except Exception as exc:  # cancel is advisory; the run's outcome is already decided
         event(log, "provider.cancel_failed", request_id=job.request_id, error=str(exc))
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

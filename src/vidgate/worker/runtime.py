@@ -1,59 +1,76 @@
-"""Everything a worker process runs: the local renderer loop and the remote poller."""
+"""Everything a worker process runs: the local renderer loop, the remote poller and the
+webhook sender, woken by run events instead of waiting for their next look."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 import httpx
 
 from vidgate.backends.registry import local_backends, remote_backends
-from vidgate.config import Settings
-from vidgate.runs.catalog import Catalog
-from vidgate.storage.local import LocalStorage
-from vidgate.store.sql import SQLStore
+from vidgate.events.hub import RunChange
+from vidgate.runs.status import Status
+from vidgate.services import Services
 from vidgate.worker.local import LocalWorker, new_owner_id
 from vidgate.worker.remote import RemotePoller
+from vidgate.worker.webhooks import WebhookSender
 
 
-@dataclass
-class WorkerRuntime:
-    settings: Settings
-    store: SQLStore
-    storage: LocalStorage
-    catalog: Catalog
-    owner: str = field(default_factory=new_owner_id)
-    local: LocalWorker | None = None
-
-    def wake(self) -> None:
-        if self.local is not None:
-            self.local.wake()
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then stop cleanly (leases of unfinished local runs are
-        handed back at once)."""
-        self.local = LocalWorker(
-            self.store,
-            self.storage,
-            self.catalog,
-            local_backends(),
-            self.settings.worker,
-            self.settings.data_dir / "work",
-            owner=self.owner,
+async def run_worker(services: Services, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set, then stop cleanly (leases of unfinished local runs are
+    handed back at once)."""
+    settings, store = services.settings, services.store
+    owner = new_owner_id()
+    local = LocalWorker(
+        store,
+        services.storage,
+        services.catalog,
+        local_backends(),
+        settings.worker,
+        settings.data_dir / "work",
+        owner=owner,
+    )
+    limits = httpx.Limits(
+        max_connections=settings.worker.remote_concurrency,
+        max_keepalive_connections=settings.worker.remote_concurrency,
+    )
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
+        poller = RemotePoller(
+            store,
+            services.storage,
+            services.catalog,
+            remote_backends(settings, http),
+            {name: p.poll_interval_s for name, p in settings.providers.items()},
+            settings.worker,
+            owner,
+            copy_attempts=settings.storage.copy_attempts,
         )
-        limits = httpx.Limits(
-            max_connections=self.settings.worker.remote_concurrency,
-            max_keepalive_connections=self.settings.worker.remote_concurrency,
+        sender = WebhookSender(
+            store,
+            services.storage,
+            settings.webhooks,
+            settings.server,
+            settings.storage.url_ttl_s,
+            owner,
         )
-        async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
-            poller = RemotePoller(
-                self.store,
-                self.storage,
-                self.catalog,
-                remote_backends(self.settings, http),
-                {name: p.poll_interval_s for name, p in self.settings.providers.items()},
-                self.settings.worker,
-                self.owner,
-                copy_attempts=self.settings.storage.copy_attempts,
-            )
-            await asyncio.gather(self.local.run(stop), poller.run(stop))
+
+        def on_change(change: RunChange | None) -> None:
+            if change is None:  # changes may have been missed: everyone looks again
+                local.wake()
+                poller.wake()
+                sender.wake()
+                return
+            if change.status is Status.CANCELLED:
+                local.stop_run(change.run_id)
+            if change.backend in local.backends:
+                if change.status is Status.IN_QUEUE:
+                    local.wake()
+            elif change.status in (Status.IN_QUEUE, Status.CANCELLED):
+                poller.wake()
+            sender.wake()
+
+        store.events.add_listener(on_change)
+        try:
+            await asyncio.gather(local.run(stop), poller.run(stop), sender.run(stop))
+        finally:
+            store.events.remove_listener(on_change)

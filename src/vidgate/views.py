@@ -1,13 +1,16 @@
-"""Runs rendered as the upstream wire shapes. Fields that don't apply are left out."""
+"""Runs rendered as the upstream wire shapes, for the status routes, the event stream and
+webhooks alike. Fields that don't apply are left out."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from vidgate.runs.status import Status
+from vidgate.storage.local import LocalStorage
 from vidgate.store.records import RunRecord
+from vidgate.store.sql import SQLStore
 
 
 def iso(ts: float | None) -> str | None:
@@ -98,3 +101,32 @@ def submit_response(run: RunRecord) -> dict[str, Any]:
         "paymentSource": "USD",
         "remainingBalance": None,
     }
+
+
+def output_link(storage: LocalStorage, run: RunRecord, base: str, ttl_s: int) -> OutputLink | None:
+    """The signed URL of a completed run's video (stable for half its lifetime)."""
+    if run.status is not Status.COMPLETED or run.output_key is None:
+        return None
+    url, expires = storage.signed_url(run.output_key, base, ttl_s, issued_from=run.completed_at)
+    return OutputLink(url, expires)
+
+
+async def status_body(
+    store: SQLStore,
+    storage: LocalStorage,
+    run: RunRecord,
+    *,
+    base: str,
+    url_ttl_s: int,
+    shape: Literal["legacy", "unified"] = "unified",
+) -> dict[str, Any]:
+    """The run as a status route shows it, with its queue position and video link."""
+    position = None
+    if run.status is Status.IN_QUEUE:
+        provider_position = (run.provider_state or {}).get("queue_position")
+        if run.provider_request_id is not None:
+            position = provider_position if isinstance(provider_position, int) else None
+        else:
+            position = await store.queue_position(run)
+    render = legacy_status if shape == "legacy" else unified_status
+    return render(run, output_link(storage, run, base, url_ttl_s), position)

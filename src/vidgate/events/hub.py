@@ -1,0 +1,119 @@
+"""The in-process fan-out of run changes.
+
+A :class:`RunChange` names a run, its new sequence number and status; it carries no body.
+Whoever needs the run's state reads it after the change, so a change can be published
+from anywhere (this process's commit, a NOTIFY, a SQLite watcher) without rendering.
+
+Subscribe before you read: open a :class:`Watch`, then read the run, then wait for a
+sequence number above the one you read. A change committed between the read and the wait
+is already recorded in the watch, so nothing slips through. The same change may arrive
+twice (published locally and echoed by the feed); sequence numbers make that harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from vidgate.runs.status import Status
+
+log = logging.getLogger("vidgate.events")
+
+
+@dataclass(frozen=True)
+class RunChange:
+    run_id: str
+    seq: int
+    status: Status
+    backend: str
+
+
+Listener = Callable[[RunChange | None], None]
+"""Called for every change in this process; ``None`` means "changes may have been missed"
+(a feed reconnected), so a listener should look again at what it cares about."""
+
+
+class Watch:
+    """The changes of one run since the watch was opened: only the newest sequence number
+    matters, because every reader reads the run's whole current state."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.seq = 0
+        self._arrived = asyncio.Event()
+
+    def offer(self, change: RunChange) -> None:
+        if change.seq > self.seq:
+            self.seq = change.seq
+            self._arrived.set()
+
+    async def wait_past(self, seq: int, timeout_s: float) -> bool:
+        """True once a change newer than ``seq`` has arrived; False after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.seq <= seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return self.seq > seq
+        return True
+
+
+class RunEvents:
+    """One per process. Not thread-safe: publish from the event loop's thread (feeds running
+    in threads hand their changes over with ``loop.call_soon_threadsafe``)."""
+
+    def __init__(self) -> None:
+        self._watches: dict[str, set[Watch]] = {}
+        self._listeners: list[Listener] = []
+
+    @contextlib.contextmanager
+    def watch(self, run_id: str) -> Iterator[Watch]:
+        watch = Watch(run_id)
+        self._watches.setdefault(run_id, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches.get(run_id)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._watches[run_id]
+
+    def watched(self) -> set[str]:
+        """The runs somebody in this process is waiting on."""
+        return set(self._watches)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def publish(self, change: RunChange) -> None:
+        for watch in self._watches.get(change.run_id, ()):
+            watch.offer(change)
+        self._notify(change)
+
+    def publish_many(self, changes: list[RunChange]) -> None:
+        for change in changes:
+            self.publish(change)
+
+    def resync(self) -> None:
+        """Tell listeners that changes may have been missed (a feed reconnected)."""
+        self._notify(None)
+
+    def _notify(self, change: RunChange | None) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:  # a broken listener must not stop the others
+                log.exception("events.listener_failed")

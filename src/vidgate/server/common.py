@@ -1,0 +1,94 @@
+"""What the route modules share: the app state, request bodies, finding a run, and
+rendering a run's status body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from fastapi import Request
+
+from vidgate import views
+from vidgate.server.errors import ApiError
+from vidgate.server.state import AppState
+from vidgate.store.errors import NotFound
+from vidgate.store.records import KeyRecord, RunRecord
+from vidgate.views import OutputLink
+
+
+def state_of(request: Request) -> AppState:
+    state: AppState = request.app.state.vidgate
+    return state
+
+
+def base_url(request: Request, state: AppState) -> str:
+    return state.settings.server.public_base_url or str(request.base_url).rstrip("/")
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(
+            400,
+            f"request body is {declared} bytes; the limit is {limit} bytes. "
+            "Host large images and send 'imageUrl' instead.",
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(400, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ApiError(400, "the request body is empty; send a JSON object with at least 'model'")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not UTF-8 text") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400,
+            f"the request body is not valid JSON: {exc.msg} at line "
+            f"{exc.lineno} column {exc.colno}",
+        ) from None
+    except ValueError as exc:  # NaN / Infinity
+        raise ApiError(400, str(exc)) from None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"the request body contains {name}, which is not valid JSON")
+
+
+async def find_run(
+    state: AppState, run_id: str | None, key: KeyRecord, model: str | None = None
+) -> RunRecord:
+    if not run_id:
+        raise ApiError(400, "'runId' is required")
+    try:
+        run = await state.store.get(run_id, key.id)
+    except NotFound:
+        raise ApiError(404, f"run {run_id!r} not found") from None
+    if model is not None and model != run.model:
+        raise ApiError(404, f"run {run_id!r} not found for model {model!r}")
+    return run
+
+
+def output_link(base: str, state: AppState, run: RunRecord) -> OutputLink | None:
+    return views.output_link(state.storage, run, base, state.settings.storage.url_ttl_s)
+
+
+async def status_body(
+    state: AppState, run: RunRecord, base: str, shape: Literal["legacy", "unified"]
+) -> dict[str, Any]:
+    """The run as a status route shows it (and as the event stream carries it)."""
+    return await views.status_body(
+        state.store,
+        state.storage,
+        run,
+        base=base,
+        url_ttl_s=state.settings.storage.url_ttl_s,
+        shape=shape,
+    )

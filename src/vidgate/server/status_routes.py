@@ -1,0 +1,211 @@
+"""Where clients learn of a run: the two status routes (with long-poll), the event stream,
+and cancel. Waiting is done on run events (:mod:`vidgate.events`): subscribe, then read,
+then wait for a newer sequence number. An idle waiter costs no CPU and no queries."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from vidgate.events.hub import Watch
+from vidgate.server import schemas
+from vidgate.server.auth import require_key
+from vidgate.server.common import base_url, find_run, read_json, state_of, status_body
+from vidgate.server.errors import ApiError
+from vidgate.server.state import AppState
+from vidgate.store.errors import NotFound
+from vidgate.store.records import KeyRecord, RunRecord
+
+router = APIRouter()
+Key = Annotated[KeyRecord, Depends(require_key)]
+_STATUS_ERRORS = schemas.error_responses(400, 401, 404)
+SSE_RETRY_MS = 2000
+"""How long an EventSource waits before it reconnects (sent as ``retry:``)."""
+
+WaitSeconds = Annotated[
+    int | None, Query(ge=0, le=60, description="extension: long-poll up to N seconds (0-60)")
+]
+
+
+async def _status(
+    request: Request,
+    key: KeyRecord,
+    run_id: str,
+    model: str | None,
+    wait_s: int | None,
+    shape: Literal["legacy", "unified"],
+) -> JSONResponse:
+    """The run's status; with ``wait_s``, held until the run's next event (progress
+    included) or until ``wait_s`` has passed."""
+    state = state_of(request)
+    with state.store.events.watch(run_id) as watch:
+        run = await find_run(state, run_id, key, model)
+        if wait_s and not run.status.is_terminal:
+            hold = min(wait_s, state.settings.server.max_wait_s)
+            if await watch.wait_past(run.seq, hold):
+                run = await state.store.get(run.id)
+    return await _respond(request, state, run, shape)
+
+
+async def _respond(
+    request: Request, state: AppState, run: RunRecord, shape: Literal["legacy", "unified"]
+) -> JSONResponse:
+    headers = {}
+    if not run.status.is_terminal:
+        headers["Retry-After"] = str(state.settings.server.status_retry_after_s)
+    body = await status_body(state, run, base_url(request, state), shape)
+    return JSONResponse(body, headers=headers)
+
+
+@router.get(
+    "/api/generate-video/status",
+    response_model=schemas.GenerateVideoStatusResponse,
+    responses=_STATUS_ERRORS,
+    summary="Poll a run (legacy route, needs the model)",
+)
+async def legacy_status_route(
+    request: Request,
+    key: Key,
+    runId: Annotated[str | None, Query(description="Run ID returned by the submit")] = None,
+    modelSlug: Annotated[str | None, Query(description="Model used for the run")] = None,
+    model: Annotated[str | None, Query(description="Alias of modelSlug")] = None,
+    waitSeconds: WaitSeconds = None,
+) -> JSONResponse:
+    slug = modelSlug or model
+    if not runId:
+        raise ApiError(400, "'runId' is required")
+    if not slug:
+        raise ApiError(400, "'modelSlug' is required (the model the run was submitted with)")
+    return await _status(request, key, runId, slug, waitSeconds, "legacy")
+
+
+@router.get(
+    "/api/video/status",
+    response_model=schemas.UnifiedVideoStatusResponse,
+    responses=_STATUS_ERRORS,
+    summary="Poll a run (unified route)",
+)
+async def unified_status_route(
+    request: Request,
+    key: Key,
+    requestId: Annotated[str | None, Query(description="Run ID")] = None,
+    runId: Annotated[str | None, Query(description="Alias of requestId")] = None,
+    waitSeconds: WaitSeconds = None,
+) -> JSONResponse:
+    run_id = requestId or runId
+    if not run_id:
+        raise ApiError(400, "'requestId' (or 'runId') is required")
+    return await _status(request, key, run_id, None, waitSeconds, "unified")
+
+
+@router.get(
+    "/api/video/status/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-sent events: one per change of the run, ``id:`` its "
+            "sequence number, ``data:`` the unified status body; a ``: keep-alive`` comment "
+            "every 15 s; the stream ends after the terminal event. Send ``Last-Event-ID`` "
+            "to resume: only newer states follow (the current one first if it changed).",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **_STATUS_ERRORS,
+    },
+    summary="Follow a run as server-sent events (extension)",
+)
+async def stream_route(
+    request: Request,
+    key: Key,
+    requestId: Annotated[str | None, Query(description="Run ID")] = None,
+    runId: Annotated[str | None, Query(description="Alias of requestId")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    state = state_of(request)
+    run_id = requestId or runId
+    if not run_id:
+        raise ApiError(400, "'requestId' (or 'runId') is required")
+    subscription = contextlib.ExitStack()
+    watch = subscription.enter_context(state.store.events.watch(run_id))
+    try:
+        run = await find_run(state, run_id, key)
+    except BaseException:
+        subscription.close()
+        raise
+    events = _events(state, run, base_url(request, state), watch, _event_id(last_event_id))
+    return StreamingResponse(
+        _closing(events, subscription),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _event_id(header: str | None) -> int | None:
+    """The client's Last-Event-ID; one that is not ours is treated as absent."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return int(header.strip())
+
+
+async def _events(
+    state: AppState, run: RunRecord, base: str, watch: Watch, last_id: int | None
+) -> AsyncIterator[str]:
+    yield f"retry: {SSE_RETRY_MS}\n\n"
+    if run.seq != last_id:  # new, or resumed after missed changes: the current state first
+        yield await _event(state, run, base)
+    heartbeat_s = state.settings.server.sse_heartbeat_s
+    while not run.status.is_terminal:
+        if not await watch.wait_past(run.seq, heartbeat_s):
+            yield ": keep-alive\n\n"
+            continue
+        try:
+            run = await state.store.get(run.id)
+        except NotFound:  # deleted meanwhile
+            return
+        yield await _event(state, run, base)
+
+
+async def _event(state: AppState, run: RunRecord, base: str) -> str:
+    body = await status_body(state, run, base, "unified")
+    return f"id: {run.seq}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+
+async def _closing(
+    events: AsyncIterator[str], subscription: contextlib.ExitStack
+) -> AsyncIterator[str]:
+    """The events, then the subscription ends, however the stream ends (a client that
+    goes away cancels it)."""
+    try:
+        async for item in events:
+            yield item
+    finally:
+        subscription.close()
+
+
+@router.post(
+    "/api/generate-video/cancel",
+    response_model=schemas.UnifiedVideoStatusResponse,
+    responses=schemas.error_responses(400, 401, 404),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.CancelRequest.model_json_schema()}},
+        }
+    },
+    summary="Cancel a run (extension); a terminal run is returned as it is",
+)
+async def cancel_route(request: Request, key: Key) -> JSONResponse:
+    state = state_of(request)
+    body = await read_json(request, 64 * 1024)
+    run_id = body.get("runId") or body.get("requestId") if isinstance(body, dict) else None
+    if not isinstance(run_id, str) or not run_id:
+        raise ApiError(400, "send a JSON object with the 'runId' to cancel")
+    try:
+        run = await state.store.cancel(run_id, key.id)
+    except NotFound:
+        raise ApiError(404, f"run {run_id!r} not found") from None
+    return await _respond(request, state, run, "unified")

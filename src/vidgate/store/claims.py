@@ -1,0 +1,123 @@
+"""The local worker's verbs: claim a run with a lease, renew leases, report progress, give
+runs back. A claim is one conditional UPDATE, so two workers never hold the same run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+
+from vidgate.runs.status import Status
+from vidgate.store.base import CHANGE_COLUMNS, StoreBase
+from vidgate.store.records import RunRecord
+from vidgate.store.schema import runs
+
+
+class ClaimVerbs(StoreBase):
+    async def claim_next(
+        self, owner: str, backends: Iterable[str], lease_s: float
+    ) -> RunRecord | None:
+        """Take the oldest claimable run of these backends: queued and due, or in progress
+        with an expired lease (its worker died). Increments ``attempts``."""
+        now = time.time()
+        claimable = or_(
+            (runs.c.status == Status.IN_QUEUE.value) & (runs.c.available_at <= now),
+            (runs.c.status == Status.IN_PROGRESS.value) & (runs.c.lease_expires_at < now),
+        )
+        candidate = (
+            select(runs.c.id)
+            .where(runs.c.backend.in_(list(backends)), claimable)
+            .order_by(runs.c.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        async with self._write() as tx:
+            result = await tx.conn.execute(
+                update(runs)
+                .where(runs.c.id == candidate, claimable)
+                .values(
+                    status=Status.IN_PROGRESS.value,
+                    lease_owner=owner,
+                    lease_expires_at=now + lease_s,
+                    attempts=runs.c.attempts + 1,
+                    started_at=func.coalesce(runs.c.started_at, now),
+                    updated_at=now,
+                    **self._bump(),
+                )
+                .returning(*runs.c)
+            )
+            row = result.first()
+            if row is None:
+                return None
+            await self._changed(tx, row, now)
+        return RunRecord.from_row(row._mapping)
+
+    async def heartbeat(self, owner: str, run_ids: Collection[str], lease_s: float) -> set[str]:
+        """Renew this owner's leases; returns the ids it still holds (a run cancelled or
+        taken over meanwhile is missing, and its work should stop)."""
+        if not run_ids:
+            return set()
+        now = time.time()
+        async with self._write() as tx:
+            result = await tx.conn.execute(
+                update(runs)
+                .where(
+                    runs.c.id.in_(list(run_ids)),
+                    runs.c.lease_owner == owner,
+                    runs.c.status == Status.IN_PROGRESS.value,
+                )
+                .values(lease_expires_at=now + lease_s)
+                .returning(runs.c.id)
+            )
+            return {r.id for r in result}
+
+    async def renew(self, owner: str, run_ids: Collection[str], lease_s: float) -> None:
+        """Extend this owner's leases whatever the runs' status (remote operations)."""
+        if not run_ids:
+            return
+        async with self._write() as tx:
+            await tx.conn.execute(
+                update(runs)
+                .where(runs.c.id.in_(list(run_ids)), runs.c.lease_owner == owner)
+                .values(lease_expires_at=time.time() + lease_s)
+            )
+
+    async def release(self, owner: str, run_ids: Collection[str]) -> None:
+        """Give runs back (graceful shutdown): their leases expire now, so any worker may
+        take them at once."""
+        if not run_ids:
+            return
+        async with self._write() as tx:
+            await tx.conn.execute(
+                update(runs)
+                .where(
+                    runs.c.id.in_(list(run_ids)),
+                    runs.c.lease_owner == owner,
+                    runs.c.status == Status.IN_PROGRESS.value,
+                )
+                .values(lease_expires_at=0.0, attempts=runs.c.attempts - 1)
+            )
+
+    async def update_running(self, run_id: str, owner: str, **values: Any) -> bool:
+        """Change fields of a run this owner holds (progress, provider job...): a change
+        that clients are told of."""
+        now = time.time()
+        async with self._write() as tx:
+            result = await tx.conn.execute(
+                update(runs)
+                .where(
+                    runs.c.id == run_id,
+                    runs.c.lease_owner == owner,
+                    runs.c.status == Status.IN_PROGRESS.value,
+                )
+                .values(updated_at=now, **self._bump(), **values)
+                .returning(*CHANGE_COLUMNS)
+            )
+            row = result.first()
+            if row is None:
+                return False
+            await self._changed(tx, row, now)
+            return True

@@ -1,0 +1,115 @@
+"""API keys: created with a secret that is never stored (only its SHA-256), looked up by
+hash, revoked; each has a webhook signing secret (rotatable) and an optional default URL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+from sqlalchemy import ColumnElement, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vidgate.store.base import StoreBase
+from vidgate.store.errors import KeyNameTaken, KeyNotFound
+from vidgate.store.records import KeyRecord
+from vidgate.store.schema import api_keys
+
+KEY_PREFIX = "vg_"
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    """``whsec_`` + standard base64 of 32 random bytes (the Standard Webhooks form)."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _by_name_or_id(name_or_id: str) -> ColumnElement[bool]:
+    return or_(api_keys.c.name == name_or_id, api_keys.c.id == name_or_id)
+
+
+class KeyVerbs(StoreBase):
+    async def create_key(
+        self, name: str, *, webhook_url: str | None = None
+    ) -> tuple[KeyRecord, str]:
+        """Create a key; returns its record and the secret, which is never stored."""
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        row = {
+            "id": "key_" + secrets.token_hex(8),
+            "name": name,
+            "key_hash": hash_key(secret),
+            "prefix": secret[:10],
+            "webhook_secret": new_webhook_secret(),
+            "created_at": time.time(),
+            "revoked_at": None,
+            "webhook_url": webhook_url,
+            "webhook_secret_previous": None,
+            "webhook_secret_rotated_at": None,
+        }
+        try:
+            async with self._write() as tx:
+                await tx.conn.execute(insert(api_keys).values(**row))
+        except IntegrityError:
+            raise KeyNameTaken(f"an API key named {name!r} exists already") from None
+        return KeyRecord.from_row(row), secret
+
+    async def list_keys(self) -> list[KeyRecord]:
+        async with self._read() as conn:
+            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at))
+            return [KeyRecord.from_row(r._mapping) for r in rows]
+
+    async def get_key(self, name_or_id: str) -> KeyRecord:
+        async with self._read() as conn:
+            row = (await conn.execute(select(api_keys).where(_by_name_or_id(name_or_id)))).first()
+        if row is None:
+            raise KeyNotFound(f"no API key named {name_or_id!r}")
+        return KeyRecord.from_row(row._mapping)
+
+    async def revoke_key(self, name_or_id: str) -> KeyRecord:
+        return await self._update_key(
+            name_or_id, revoked_at=func.coalesce(api_keys.c.revoked_at, time.time())
+        )
+
+    async def rotate_webhook_secret(self, name_or_id: str) -> KeyRecord:
+        """A new signing secret; the old one keeps signing beside it for the overlap."""
+        return await self._update_key(
+            name_or_id,
+            webhook_secret=new_webhook_secret(),
+            webhook_secret_previous=api_keys.c.webhook_secret,
+            webhook_secret_rotated_at=time.time(),
+        )
+
+    async def set_webhook_url(self, name_or_id: str, url: str | None) -> KeyRecord:
+        return await self._update_key(name_or_id, webhook_url=url)
+
+    async def _update_key(self, name_or_id: str, **values: object) -> KeyRecord:
+        async with self._write() as tx:
+            result = await tx.conn.execute(
+                update(api_keys)
+                .where(_by_name_or_id(name_or_id))
+                .values(**values)
+                .returning(*api_keys.c)
+            )
+            row = result.first()
+        if row is None:
+            raise KeyNotFound(f"no API key named {name_or_id!r}")
+        return KeyRecord.from_row(row._mapping)
+
+    async def authenticate(self, secret: str) -> KeyRecord | None:
+        """The live key whose secret this is, or None. The lookup is by hash; the final
+        comparison is constant-time."""
+        digest = hash_key(secret)
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))
+            ).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(row.key_hash, digest):
+            return None
+        return KeyRecord.from_row(row._mapping)

@@ -1,0 +1,156 @@
+"""Runs: submit, read, and the status changes any process may make (transition, cancel)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from vidgate.events.hub import RunChange
+from vidgate.runs.status import TERMINAL, Status, sources_of
+from vidgate.store.base import StoreBase
+from vidgate.store.errors import IdempotencyConflict, NotFound
+from vidgate.store.records import NewRun, RunRecord
+from vidgate.store.schema import runs
+
+
+class RunVerbs(StoreBase):
+    async def submit(self, new: NewRun, *, idempotency_ttl_s: float) -> tuple[RunRecord, bool]:
+        """Persist a new run. With an idempotency key seen within the TTL, returns the first
+        run instead (``created`` is False), or raises IdempotencyConflict if the body differs."""
+        now = time.time()
+        for _ in range(3):
+            try:
+                async with self._write() as tx:
+                    if new.idempotency_key is not None:
+                        existing = await self._by_idempotency_key(tx.conn, new)
+                        if existing is not None:
+                            if existing.created_at >= now - idempotency_ttl_s:
+                                if existing.request_hash != new.request_hash:
+                                    raise IdempotencyConflict(
+                                        "this Idempotency-Key was already used with a different "
+                                        "request body; use a new key for a new request"
+                                    )
+                                return existing, False
+                            await tx.conn.execute(
+                                update(runs)
+                                .where(runs.c.id == existing.id)
+                                .values(idempotency_key=None)
+                            )
+                    row = {
+                        **new.__dict__,
+                        "status": Status.IN_QUEUE.value,
+                        "created_at": now,
+                        "updated_at": now,
+                        "attempts": 0,
+                        "is_nsfw": False,
+                        "seq": 1,
+                        "rev": self._next_rev(),
+                    }
+                    result = await tx.conn.execute(insert(runs).values(**row).returning(*runs.c))
+                    run = RunRecord.from_row(result.one()._mapping)
+                    tx.changes.append(RunChange(run.id, run.seq, run.status, run.backend))
+                    return run, True
+            except IntegrityError:
+                # A concurrent submit with the same idempotency key won; read its run.
+                if new.idempotency_key is None:
+                    raise
+        raise IdempotencyConflict("this Idempotency-Key is being used concurrently; retry")
+
+    async def _by_idempotency_key(self, conn: AsyncConnection, new: NewRun) -> RunRecord | None:
+        row = (
+            await conn.execute(
+                select(runs).where(
+                    runs.c.api_key_id == new.api_key_id,
+                    runs.c.idempotency_key == new.idempotency_key,
+                )
+            )
+        ).first()
+        return RunRecord.from_row(row._mapping) if row else None
+
+    async def get(self, run_id: str, api_key_id: str | None = None) -> RunRecord:
+        """The run; NotFound if it does not exist or belongs to another key."""
+        query = select(runs).where(runs.c.id == run_id)
+        if api_key_id is not None:
+            query = query.where(runs.c.api_key_id == api_key_id)
+        async with self._read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(f"no run {run_id!r}")
+        return RunRecord.from_row(row._mapping)
+
+    async def changes_of(self, run_ids: set[str]) -> list[RunChange]:
+        """The current sequence number and status of these runs (a feed catching up)."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(runs.c.id, runs.c.seq, runs.c.status, runs.c.backend).where(
+                    runs.c.id.in_(list(run_ids))
+                )
+            )
+            return [RunChange(r.id, r.seq, Status(r.status), r.backend) for r in rows]
+
+    async def queue_position(self, run: RunRecord) -> int:
+        """How many queued runs of the same backend are ahead of this one (0 = next)."""
+        async with self._read() as conn:
+            count = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(runs)
+                    .where(
+                        runs.c.status == Status.IN_QUEUE.value,
+                        runs.c.backend == run.backend,
+                        runs.c.created_at < run.created_at,
+                    )
+                )
+            ).scalar_one()
+        return int(count)
+
+    async def count_by_status(self) -> dict[str, int]:
+        async with self._read() as conn:
+            rows = await conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status))
+            return {r[0]: int(r[1]) for r in rows}
+
+    async def transition(
+        self,
+        run_id: str,
+        to: Status,
+        *,
+        owner: str | None = None,
+        api_key_id: str | None = None,
+        **values: Any,
+    ) -> RunRecord | None:
+        """Move a run to ``to`` if the state machine allows it from its current status (and
+        ``owner`` still holds it, when given). Returns the updated run, or None if the
+        transition did not apply (someone else changed the run first)."""
+        now = time.time()
+        conditions = [runs.c.id == run_id, runs.c.status.in_([s.value for s in sources_of(to)])]
+        if owner is not None:
+            conditions.append(runs.c.lease_owner == owner)
+        if api_key_id is not None:
+            conditions.append(runs.c.api_key_id == api_key_id)
+        changes: dict[str, Any] = {"status": to.value, "updated_at": now, **self._bump(), **values}
+        if to in TERMINAL:
+            changes.update(completed_at=now, lease_owner=None, lease_expires_at=None)
+        async with self._write() as tx:
+            result = await tx.conn.execute(
+                update(runs).where(*conditions).values(**changes).returning(*runs.c)
+            )
+            row = result.first()
+            if row is None:
+                return None
+            await self._changed(tx, row, now)
+        return RunRecord.from_row(row._mapping)
+
+    async def cancel(self, run_id: str, api_key_id: str) -> RunRecord:
+        """Cancel a queued or running run; a terminal run is returned as it is. A run with
+        a provider job becomes due at once, so the poller cancels that job without waiting
+        for its next scheduled poll."""
+        now = time.time()
+        due_now = case((runs.c.provider_request_id.is_not(None), now), else_=None)
+        run = await self.transition(
+            run_id, Status.CANCELLED, api_key_id=api_key_id, next_poll_at=due_now
+        )
+        return run if run is not None else await self.get(run_id, api_key_id)

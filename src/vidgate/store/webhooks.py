@@ -1,0 +1,117 @@
+"""The webhook outbox: deliveries are written with the run change that calls for them
+(:mod:`vidgate.store.base`); the sender leases the due ones, and records each attempt."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+
+from vidgate.store.base import StoreBase
+from vidgate.store.records import DeliveryRecord
+from vidgate.store.schema import webhook_deliveries as wd
+
+PENDING = "pending"
+DELIVERED = "delivered"
+FAILED = "failed"
+GONE = "gone"
+LOG_KEPT = 50
+"""Attempts kept in a delivery's log (the newest)."""
+
+
+class WebhookVerbs(StoreBase):
+    async def claim_deliveries(
+        self, owner: str, limit: int, lease_s: float
+    ) -> list[DeliveryRecord]:
+        """Lease up to ``limit`` pending deliveries that are due, oldest due first."""
+        if limit <= 0:
+            return []
+        now = time.time()
+        free = or_(wd.c.lease_expires_at.is_(None), wd.c.lease_expires_at < now)
+        candidates = (
+            select(wd.c.id)
+            .where(wd.c.status == PENDING, wd.c.next_attempt_at <= now, free)
+            .order_by(wd.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._write() as tx:
+            result = await tx.conn.execute(
+                update(wd)
+                .where(wd.c.id.in_(candidates.scalar_subquery()), free)
+                .values(lease_owner=owner, lease_expires_at=now + lease_s)
+                .returning(*wd.c)
+            )
+            return [DeliveryRecord.from_row(r._mapping) for r in result]
+
+    async def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery is due (None: nothing is pending)."""
+        async with self._read() as conn:
+            value = (
+                await conn.execute(
+                    select(func.min(wd.c.next_attempt_at)).where(wd.c.status == PENDING)
+                )
+            ).scalar()
+        return None if value is None else float(value)
+
+    async def record_attempt(
+        self,
+        delivery: DeliveryRecord,
+        owner: str,
+        *,
+        status: str,
+        attempt: dict[str, Any],
+        next_attempt_at: float | None,
+        payload: str,
+    ) -> bool:
+        """Record one attempt and end the lease. False if the lease was lost meanwhile."""
+        log = [*delivery.log, attempt][-LOG_KEPT:]
+        values: dict[str, Any] = {
+            "status": status,
+            "attempts": wd.c.attempts + 1,
+            "log": log,
+            "payload": payload,
+            "next_attempt_at": next_attempt_at if status == PENDING else None,
+            "last_status_code": attempt.get("statusCode"),
+            "last_error": attempt.get("error"),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if status == DELIVERED:
+            values["delivered_at"] = attempt["at"]
+        async with self._write() as tx:
+            result = await tx.conn.execute(
+                update(wd).where(wd.c.id == delivery.id, wd.c.lease_owner == owner).values(**values)
+            )
+            return bool(result.rowcount)
+
+    async def deliveries_of(self, run_id: str) -> list[DeliveryRecord]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(wd).where(wd.c.run_id == run_id).order_by(wd.c.created_at, wd.c.id)
+            )
+            return [DeliveryRecord.from_row(r._mapping) for r in rows]
+
+    async def redeliver(self, run_id: str) -> DeliveryRecord | None:
+        """Send the run's newest delivery again, now, with the same ``webhook-id`` (None: the
+        run has no delivery yet)."""
+        now = time.time()
+        async with self._write() as tx:
+            newest = (
+                select(wd.c.id)
+                .where(wd.c.run_id == run_id)
+                .order_by(wd.c.created_at.desc(), wd.c.id.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+            result = await tx.conn.execute(
+                update(wd)
+                .where(wd.c.id == newest)
+                .values(
+                    status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None
+                )
+                .returning(*wd.c)
+            )
+            row = result.first()
+        return DeliveryRecord.from_row(row._mapping) if row else None

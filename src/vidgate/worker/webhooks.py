@@ -1,0 +1,202 @@
+"""The webhook sender: delivers the outbox (``webhook_deliveries``), at least once.
+
+Deliveries are written with the run change that calls for them, so none is lost between a
+change and its send. The sender leases due deliveries, sends each concurrently (so a slow
+or dead receiver delays nobody else), and records every attempt. Any 2xx is delivered;
+``410 Gone`` stops; anything else is retried with exponential backoff and jitter, with the
+same ``webhook-id``, until ``retry_for_s`` after the event. The body is rendered once, at
+the first attempt, and every retry sends the same bytes. Targets are checked again at
+every attempt: a host that now resolves inside the network is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from typing import Any
+
+import httpx
+
+from vidgate.config import ServerSettings, WebhookSettings
+from vidgate.logs import event
+from vidgate.netguard import UnsafeTarget, check_public
+from vidgate.storage.local import LocalStorage
+from vidgate.store.records import DeliveryRecord
+from vidgate.store.sql import SQLStore
+from vidgate.store.webhooks import DELIVERED, FAILED, GONE, PENDING
+from vidgate.views import iso, status_body
+from vidgate.webhooks import sign
+from vidgate.worker.wakeup import sleep_until
+
+log = logging.getLogger("vidgate.webhooks")
+IDLE_S = 1.0
+"""How often an idle sender looks for retries that have come due."""
+LEASE_S = 60.0
+USER_AGENT = "vidgate-webhooks"
+
+
+def retry_delay_s(attempts: int, settings: WebhookSettings) -> float:
+    """The wait after the ``attempts``-th failed attempt: doubling, capped, with jitter."""
+    delay: float = min(settings.max_retry_s, settings.first_retry_s * 2.0 ** min(attempts - 1, 30))
+    return delay * random.uniform(0.75, 1.25)
+
+
+def public_base_url(settings: ServerSettings) -> str:
+    """Where video links in webhook bodies point: ``public_base_url``, else the address
+    the API listens on."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    return f"http://{host}:{settings.port}"
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        store: SQLStore,
+        storage: LocalStorage,
+        settings: WebhookSettings,
+        server: ServerSettings,
+        url_ttl_s: int,
+        owner: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.settings = settings
+        self.base = public_base_url(server)
+        self.url_ttl_s = url_ttl_s
+        self.owner = owner
+        self.transport = transport
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """Look for due deliveries now (a run changed; it may have queued one)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        timeout = httpx.Timeout(self.settings.timeout_s)
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, trust_env=False, transport=self.transport
+        ) as http:
+            try:
+                while not stop.is_set():
+                    self._wake.clear()  # before the claim: a wake-up during it is not lost
+                    free = self.settings.concurrency - len(self._tasks)
+                    batch: list[DeliveryRecord] = []
+                    if free > 0:
+                        try:
+                            batch = await self.store.claim_deliveries(self.owner, free, LEASE_S)
+                        except Exception:
+                            log.exception("webhook.claim_failed")
+                    for delivery in batch:
+                        task = asyncio.create_task(self._deliver(http, delivery))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._done)
+                    if free > 0 and len(batch) == free:
+                        continue  # more may be due
+                    await sleep_until(IDLE_S, stop, self._wake)
+            finally:
+                # An attempt cut off here is simply made again once its lease expires.
+                for task in list(self._tasks):
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()  # a slot came free
+
+    async def _deliver(self, http: httpx.AsyncClient, delivery: DeliveryRecord) -> None:
+        try:
+            payload = delivery.payload or await self._render(delivery)
+            outcome = await self._attempt(http, delivery, payload)
+        except Exception as exc:  # the attempt is retried; the sender goes on
+            log.exception("webhook.attempt_crashed delivery=%s", delivery.id)
+            payload = delivery.payload or ""
+            outcome = {"at": time.time(), "statusCode": None, "error": f"internal: {exc!r}"}
+        status = self._status_after(delivery, outcome)
+        next_at = None
+        if status == PENDING:
+            next_at = outcome["at"] + retry_delay_s(delivery.attempts + 1, self.settings)
+            outcome["nextAttemptAt"] = iso(next_at)
+        await self.store.record_attempt(
+            delivery,
+            self.owner,
+            status=status,
+            attempt=outcome,
+            next_attempt_at=next_at,
+            payload=payload,
+        )
+        event(
+            log,
+            f"webhook.{status}",
+            run_id=delivery.run_id,
+            delivery=delivery.id,
+            type=delivery.type,
+            attempt=delivery.attempts + 1,
+            status_code=outcome.get("statusCode"),
+            error=outcome.get("error"),
+        )
+
+    def _status_after(self, delivery: DeliveryRecord, outcome: dict[str, Any]) -> str:
+        code = outcome.get("statusCode")
+        if outcome.get("refused"):
+            return FAILED
+        if isinstance(code, int) and 200 <= code < 300:
+            return DELIVERED
+        if code == 410:
+            return GONE
+        if outcome["at"] - delivery.created_at >= self.settings.retry_for_s:
+            return FAILED  # retried for long enough: given up
+        return PENDING
+
+    async def _render(self, delivery: DeliveryRecord) -> str:
+        run = await self.store.get(delivery.run_id)
+        data = await status_body(
+            self.store, self.storage, run, base=self.base, url_ttl_s=self.url_ttl_s
+        )
+        body = {"type": delivery.type, "timestamp": iso(delivery.created_at), "data": data}
+        return json.dumps(body, separators=(",", ":"))
+
+    async def _attempt(
+        self, http: httpx.AsyncClient, delivery: DeliveryRecord, payload: str
+    ) -> dict[str, Any]:
+        started = time.time()
+        outcome: dict[str, Any] = {"at": started, "statusCode": None, "error": None}
+        if not self.settings.allow_private_hosts:
+            try:
+                await check_public(delivery.url)
+            except UnsafeTarget as exc:
+                outcome.update(error=f"refused: the webhook URL {exc}", refused=True)
+                return outcome
+        key = await self.store.get_key(delivery.api_key_id)
+        timestamp = int(started)
+        body = payload.encode("utf-8")
+        signatures = [
+            sign(secret, delivery.id, timestamp, body)
+            for secret in key.signing_secrets(started, self.settings.secret_overlap_s)
+        ]
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": delivery.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": " ".join(signatures),
+        }
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                response = await http.post(delivery.url, content=body, headers=headers)
+            outcome["statusCode"] = response.status_code
+            if not 200 <= response.status_code < 300:
+                outcome["error"] = f"the receiver answered HTTP {response.status_code}"
+        except TimeoutError:
+            outcome["error"] = f"no answer within {self.settings.timeout_s:g} s"
+        except httpx.HTTPError as exc:
+            outcome["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        outcome["durationMs"] = round((time.time() - started) * 1000, 1)
+        return outcome
