@@ -4,7 +4,6 @@ that speaks the status stream's wire format, over real loopback HTTP
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.client_helpers import call
+from tests.client_helpers import call, collect
 from tests.emulators.harness import Fault, LoopbackServer
 from tests.emulators.status_stream import KEY, OTHER_KEY, StreamState, create_app
 from vidgate import (
@@ -65,13 +64,6 @@ async def make_client(
 @pytest.fixture
 def client(make_client: Callable[..., Any]) -> Any:
     return make_client()
-
-
-async def collect(statuses: Any) -> list[VideoStatus]:
-    """Every status of a stream_status / Run.stream iterator, sync or async."""
-    if hasattr(statuses, "__aiter__"):
-        return [s async for s in statuses]
-    return await asyncio.to_thread(list, statuses)
 
 
 def timeline(*states: dict[str, Any], step_s: float = 0.2) -> list[tuple[float, dict[str, Any]]]:
