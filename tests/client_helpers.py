@@ -1,7 +1,8 @@
 """Helpers for the SDK and client-CLI tests.
 
 * :func:`call` runs one SDK call on either client: an ``AsyncClient`` method is awaited, a
-  ``Client`` method runs in a worker thread. Each test is written once and run on both.
+  ``Client`` method runs in a worker thread. Each test is written once and run on both;
+  :func:`collect` does the same for a status stream.
 * :class:`HostedAPI` is an httpx transport that answers like NanoGPT's hosted API does,
   variations included (see its docstring).
 * :class:`FaultProxy` is a loopback HTTP proxy in front of the live server that can break
@@ -18,7 +19,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 import av
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from tests.emulators.harness import DroppedResponse, Fault, Faults, LoopbackServer
 from tests.emulators.media import sample_mp4
@@ -41,6 +42,14 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     if inspect.iscoroutinefunction(fn):
         return await fn(*args, **kwargs)
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def collect(statuses: Any) -> list[Any]:
+    """Every item of a ``stream_status`` / ``Run.stream`` iterator, async or not (a plain
+    iterator is drained in a thread)."""
+    if hasattr(statuses, "__aiter__"):
+        return [item async for item in statuses]
+    return await asyncio.to_thread(list, statuses)
 
 
 def mp4_frames(path: Path) -> int:
@@ -284,6 +293,8 @@ def operation(method: str, path: str) -> str:
         return "submit"
     if path in ("/api/generate-video/status", "/api/video/status"):
         return "status"
+    if path == "/api/video/status/stream":
+        return "stream"
     if path == "/api/generate-video/cancel":
         return "cancel"
     if path == "/api/v1/video-models":
@@ -300,6 +311,9 @@ class FaultProxy:
     is complete (the server acted; the client never hears of it); ``delay`` waits, then
     forwards; ``malformed`` answers a non-JSON body. Absolute URLs of the upstream in
     answers are rewritten to the proxy, so downloads go through it too.
+
+    The status stream (operation ``stream``) is relayed chunk by chunk as it arrives; its
+    ``drop`` fault breaks the connection right after the first event.
     """
 
     def __init__(self, upstream: str) -> None:
@@ -354,6 +368,8 @@ class FaultProxy:
             )
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.delay_s)
+        if seen.operation == "stream":
+            return await self._relay(request, seen, drop=fault is not None and fault.kind == "drop")
         upstream = await self._forward(request)
         seen.body = upstream.content
         if fault is not None and fault.kind == "drop":
@@ -379,6 +395,37 @@ class FaultProxy:
                 content=await request.body(),
                 headers=headers,
             )
+
+    async def _relay(self, request: Request, seen: Seen, *, drop: bool) -> Response:
+        """Forward a request whose answer is relayed as it arrives (an event stream)."""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers["host"] = urlsplit(self.base_url).netloc
+        client = httpx.AsyncClient(timeout=httpx.Timeout(120, read=None))
+        upstream = await client.send(
+            client.build_request(
+                request.method,
+                self.upstream + request.url.path,
+                params=list(request.query_params.multi_items()),
+                headers=headers,
+            ),
+            stream=True,
+        )
+        seen.answered = f"dropped {upstream.status_code}" if drop else str(upstream.status_code)
+        seen.body = ""
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for text in upstream.aiter_text():
+                    seen.body += text
+                    yield self._rewrite(text).encode("utf-8")
+                    if drop and "data:" in text:
+                        raise ConnectionAbortedError("emulated dropped stream")
+            finally:
+                await upstream.aclose()
+                await client.aclose()
+
+        kept = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP}
+        return StreamingResponse(relay(), status_code=upstream.status_code, headers=kept)
 
     def _rewrite(self, text: str) -> str:
         return text.replace(self.upstream, self.base_url)

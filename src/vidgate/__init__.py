@@ -28,6 +28,8 @@ from vidgate.client import (
     VideoStatus,
     VidgateError,
     WaitTimeout,
+    WebhookEvent,
+    WebhookVerificationError,
 )
 from vidgate.client._base import SDK_VERSION as __version__
 
@@ -55,5 +57,7 @@ __all__ = [
     "VideoStatus",
     "VidgateError",
     "WaitTimeout",
+    "WebhookEvent",
+    "WebhookVerificationError",
     "__version__",
 ]

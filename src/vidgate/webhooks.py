@@ -1,17 +1,40 @@
-"""Standard Webhooks signing (the full module, with verification, comes with the SDK)."""
+"""Verify vidgate's webhooks in your own receiver (and sign them, on the server).
 
-from __future__ import annotations
+vidgate signs each delivery the Standard Webhooks way (https://www.standardwebhooks.com)::
 
-import base64
-import hashlib
-import hmac
+    from vidgate.webhooks import WebhookVerificationError, verify
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+    try:
+        event = verify(body_bytes, request.headers, secret="whsec_...")
+    except WebhookVerificationError:
+        ...  # answer 400 and ignore the delivery
+    if event.type == "video.completed":
+        print(event.data.run_id, event.data.video_url)
 
+Pass the body exactly as received. The implementation lives in
+:mod:`vidgate.client._webhooks`; this module is its public name.
+"""
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """One ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` signature."""
-    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
+from vidgate.client._errors import WebhookVerificationError
+from vidgate.client._webhooks import (
+    DEFAULT_TOLERANCE_S,
+    ID_HEADER,
+    SECRET_PREFIX,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookEvent,
+    sign,
+    verify,
+)
+
+__all__ = [
+    "DEFAULT_TOLERANCE_S",
+    "ID_HEADER",
+    "SECRET_PREFIX",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookEvent",
+    "WebhookVerificationError",
+    "sign",
+    "verify",
+]

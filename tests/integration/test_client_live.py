@@ -24,6 +24,7 @@ from tests.client_helpers import (
     SMALL,
     FaultProxy,
     call,
+    collect,
     mp4_frames,
     unknown_status_body,
 )
@@ -295,12 +296,35 @@ async def test_a_real_rate_limit_reports_retry_after(
 # -- faults between client and server ---------------------------------------------------
 
 
-async def test_long_poll_learns_of_completion_at_once(proxied: Any, proxy: FaultProxy) -> None:
+NO_ROUTE = Fault(status=404, body={"error": 404, "message": "Not found"})
+"""What a server without the status stream answers on its route."""
+
+
+async def test_wait_follows_the_stream_and_learns_of_completion_at_once(
+    proxied: Any, proxy: FaultProxy
+) -> None:
     run = await call(proxied.generate_video, MODEL, "a slow fox sandbox:slow=2", **SMALL)
-    done = await call(run.wait, timeout_s=60)
+    seen: list[VideoStatus] = []
+    done = await call(run.wait, timeout_s=60, on_update=seen.append)
     learned = datetime.now(UTC)
     assert done.completed_at is not None
     assert (learned - done.completed_at).total_seconds() < 1.0
+    (poll,) = proxy.requests("status")  # one read, then the server pushes
+    assert "waitSeconds" not in poll.query
+    (stream,) = proxy.requests("stream")
+    assert stream.query == {"requestId": run.id} and stream.answered == "200"
+    assert RunStatus.IN_PROGRESS in {s.status for s in seen}
+
+
+async def test_without_a_stream_the_wait_long_polls(proxied: Any, proxy: FaultProxy) -> None:
+    # This server's long-poll answers at every progress event; the waiter reads an early
+    # answer with an unchanged status as a server that does not hold requests and spaces
+    # its polls by Retry-After, so completion may be learned up to that late.
+    proxy.push("stream", NO_ROUTE)  # a server without the stream: the wait long-polls
+    run = await call(proxied.generate_video, MODEL, "a slow fox sandbox:slow=2", **SMALL)
+    done = await call(run.wait, timeout_s=60)
+    assert done.is_completed
+    assert len(proxy.requests("stream")) == 1
     first, *later = proxy.requests("status")
     assert "waitSeconds" not in first.query  # the first poll reads the state at once
     assert later and all(1 <= int(p.query["waitSeconds"]) <= 30 for p in later)
@@ -398,6 +422,7 @@ async def test_dropped_submit_with_a_key_is_resent_without_a_second_run(
 
 
 async def test_an_unknown_status_does_not_hang(proxied: Any, proxy: FaultProxy) -> None:
+    proxy.push("stream", NO_ROUTE)
     run = await call(proxied.generate_video, MODEL, "mystery sandbox:queue=60", **SMALL)
     proxy.push("status", Fault(status=200, body=unknown_status_body(run.id, "expired")), 100)
     started = time.monotonic()
@@ -434,6 +459,59 @@ async def test_a_download_that_keeps_failing_leaves_no_file(
     with pytest.raises(APIConnectionError):
         await call(proxied.download_video, done, tmp_path / "v.mp4")
     assert not list(tmp_path.iterdir())
+
+
+# -- the status stream ------------------------------------------------------------------
+
+
+async def test_stream_status_follows_a_run_to_its_end(client: Any) -> None:
+    run = await call(client.generate_video, MODEL, "a streamed fox sandbox:slow=1", **SMALL)
+    statuses = await collect(client.stream_status(run.id, timeout_s=60))
+    assert statuses[-1].is_completed and statuses[-1].video_url
+    assert not any(s.is_terminal for s in statuses[:-1])
+    assert RunStatus.IN_PROGRESS in {s.status for s in statuses}
+    progress = [s.progress for s in statuses if s.progress is not None]
+    assert progress == sorted(progress)
+    # A finished run's stream is its terminal state alone.
+    again = await collect(run.stream(timeout_s=10))
+    assert [s.status for s in again] == [RunStatus.COMPLETED]
+
+
+async def test_a_dropped_stream_resumes_with_last_event_id(proxied: Any, proxy: FaultProxy) -> None:
+    run = await call(proxied.generate_video, MODEL, "a dropped fox sandbox:slow=2", **SMALL)
+    proxy.push("stream", Fault(kind="drop"))  # broken right after the first event
+    statuses = await collect(proxied.stream_status(run.id, timeout_s=60))
+    assert statuses[-1].is_completed
+    first, *resumed = proxy.requests("stream")
+    assert first.answered == "dropped 200" and "last-event-id" not in first.headers
+    (sent_id,) = re.findall(r"^id: (\d+)$", first.body, flags=re.MULTILINE)
+    assert resumed and resumed[0].headers["last-event-id"] == sent_id
+    ids = [int(i) for r in resumed for i in re.findall(r"^id: (\d+)$", r.body, re.MULTILINE)]
+    assert ids and min(ids) > int(sent_id)  # nothing sent twice
+
+
+async def test_a_stream_keeps_its_deadline(client: Any) -> None:
+    run = await call(client.generate_video, MODEL, "slow sandbox:queue=60", **SMALL)
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout) as caught:
+        await collect(client.stream_status(run.id, timeout_s=1.5))
+    assert 1.4 <= time.monotonic() - started < 2.2
+    assert caught.value.last_status is not None
+    assert caught.value.last_status.status is RunStatus.IN_QUEUE
+    await call(run.cancel)
+
+
+async def test_another_keys_stream_is_not_found(
+    make_client: Callable[..., Any], live_server: LiveServer
+) -> None:
+    owner = make_client()
+    run = await call(owner.generate_video, MODEL, "mine sandbox:queue=60", **SMALL)
+    stranger = make_client(api_key=live_server.create_key(f"other-{uuid.uuid4().hex[:8]}"))
+    with pytest.raises(NotFoundError):
+        await collect(stranger.stream_status(run.id, timeout_s=5))
+    with pytest.raises(AuthenticationError):
+        await collect(make_client(api_key="not-a-key").stream_status(run.id, timeout_s=5))
+    await call(owner.cancel, run.id)
 
 
 # -- docs/sdk.md ---------------------------------------------------------------------------

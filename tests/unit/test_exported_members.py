@@ -30,6 +30,8 @@ PUBLIC = [
     "VideoStatus",
     "VidgateError",
     "WaitTimeout",
+    "WebhookEvent",
+    "WebhookVerificationError",
     "__version__",
 ]
 
@@ -68,3 +70,13 @@ def test_every_error_shares_one_root() -> None:
         member = getattr(vidgate, name)
         if isinstance(member, type) and issubclass(member, Exception):
             assert issubclass(member, vidgate.VidgateError), name
+
+
+def test_the_webhooks_module_is_public() -> None:
+    import vidgate.webhooks
+
+    assert vidgate.webhooks.WebhookEvent is vidgate.WebhookEvent
+    assert vidgate.webhooks.WebhookVerificationError is vidgate.WebhookVerificationError
+    assert callable(vidgate.webhooks.verify) and callable(vidgate.webhooks.sign)
+    for name in vidgate.webhooks.__all__:
+        assert hasattr(vidgate.webhooks, name), name

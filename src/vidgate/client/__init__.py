@@ -21,9 +21,11 @@ from vidgate.client._errors import (
     VideoNotReady,
     VidgateError,
     WaitTimeout,
+    WebhookVerificationError,
 )
 from vidgate.client._sync import Client, Run
 from vidgate.client._types import RunStatus, Submission, VideoModel, VideoStatus
+from vidgate.client._webhooks import WebhookEvent
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -52,4 +54,6 @@ __all__ = [
     "VideoStatus",
     "VidgateError",
     "WaitTimeout",
+    "WebhookEvent",
+    "WebhookVerificationError",
 ]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,13 +25,16 @@ from vidgate.client._base import (
     Call,
     connection_error,
     content_length,
+    is_event_stream,
     part_path,
     read_answer,
+    refuse_stream,
     settings_from_env,
 )
 from vidgate.client._errors import APIConnectionError, VidgateError
 from vidgate.client._parse import parse_models, parse_submission
 from vidgate.client._retry import RetryMode
+from vidgate.client._stream import Streamer, offers_no_stream
 from vidgate.client._types import Submission, VideoModel, VideoStatus
 from vidgate.client._wait import Waiter, finish
 
@@ -164,6 +168,63 @@ class AsyncClient(BaseClient):
                 delay = waiter.on_status(status)
                 if delay is None:
                     return finish(status)
+                streamer = self._streamer_after(waiter)
+                if streamer is not None:
+                    try:
+                        return finish(await self._follow(streamer, on_update))
+                    except VidgateError as error:
+                        if not offers_no_stream(error):
+                            raise
+                        self._streams_offered = False  # long-poll from now on
+            if delay > 0:
+                await anyio.sleep(delay)
+
+    async def _follow(self, streamer: Streamer, on_update: AsyncOnUpdate | None) -> VideoStatus:
+        """The run's terminal status, read from its stream."""
+        async with aclosing(self._stream(streamer)) as statuses:
+            async for status in statuses:
+                await _call_back(on_update, status)
+        assert streamer.last is not None  # a stream ends only after a terminal status
+        return streamer.last
+
+    def stream_status(
+        self, run_id: str, *, timeout_s: float = DEFAULT_WAIT_TIMEOUT_S
+    ) -> AsyncIterator[VideoStatus]:
+        """The run's statuses as the server pushes them; see
+        :meth:`vidgate.Client.stream_status`. Use ``contextlib.aclosing`` to stop early."""
+        return self._stream(self._streamer(run_id, timeout_s))
+
+    async def _stream(self, streamer: Streamer) -> AsyncGenerator[VideoStatus, None]:
+        delay: float | None
+        while True:
+            call = self._stream_call(streamer.run_id, streamer.next_connection())
+            try:
+                response = await self._http.send(self._build(self._http, call), stream=True)
+                try:
+                    if not is_event_stream(response):
+                        await response.aread()
+                        refuse_stream(response)
+                    async for chunk in response.aiter_bytes():
+                        for event in streamer.feed(chunk):
+                            status = self._status_from_event(event, streamer.run_id)
+                            terminal = streamer.on_status(status, event.id)
+                            yield status
+                            if terminal:
+                                return
+                        if streamer.cut():
+                            break
+                finally:
+                    await response.aclose()
+                delay = streamer.on_end()
+            except httpx.RequestError as exc:
+                error = connection_error(exc, call.url)
+                delay = streamer.on_error(error)
+                if delay is None:
+                    raise error from exc
+            except VidgateError as error:
+                delay = streamer.on_error(error)
+                if delay is None:
+                    raise
             if delay > 0:
                 await anyio.sleep(delay)
 
@@ -260,6 +321,10 @@ class AsyncRun:
         return await self.client.wait_for_video(
             self.id, timeout_s=timeout_s, poll_interval_s=poll_interval_s, on_update=on_update
         )
+
+    def stream(self, *, timeout_s: float = DEFAULT_WAIT_TIMEOUT_S) -> AsyncIterator[VideoStatus]:
+        """The run's statuses as they change; see :meth:`AsyncClient.stream_status`."""
+        return self.client.stream_status(self.id, timeout_s=timeout_s)
 
     async def download(
         self,

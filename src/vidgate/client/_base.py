@@ -4,11 +4,12 @@ reading answers. No I/O here; the two clients only send what this module builds.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,8 +28,10 @@ from vidgate.client._parse import (
     resolve_url,
 )
 from vidgate.client._retry import RetryMode, retry_delay
+from vidgate.client._sse import ServerSentEvent
+from vidgate.client._stream import NotAnEventStream, Streamer, StreamStep
 from vidgate.client._types import VideoStatus
-from vidgate.client._wait import PollStep, finish
+from vidgate.client._wait import PollStep, Waiter, finish
 
 SDK_VERSION = "0.1.0"
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
@@ -41,6 +44,7 @@ ENV_API_KEY = "VIDGATE_API_KEY"
 SUBMIT_PATH = "/api/generate-video"
 LEGACY_STATUS_PATH = "/api/generate-video/status"
 UNIFIED_STATUS_PATH = "/api/video/status"
+STREAM_PATH = "/api/video/status/stream"
 CANCEL_PATH = "/api/generate-video/cancel"
 MODELS_PATH = "/api/v1/video-models"
 
@@ -56,6 +60,8 @@ class Call:
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    read_timeout_s: float | None = None
+    """The longest wait for the next byte, when it differs from ``timeout_s``."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,21 @@ def read_answer(response: httpx.Response) -> Answer:
     return Answer(body=body, retry_after_s=retry_after, request_id=request_id)
 
 
+def is_event_stream(response: httpx.Response) -> bool:
+    """Whether an answer of the stream route is the event stream itself."""
+    content_type = response.headers.get("content-type", "")
+    return response.status_code < 300 and content_type.startswith("text/event-stream")
+
+
+def refuse_stream(response: httpx.Response) -> NoReturn:
+    """Raise for an answer of the stream route that is not an event stream (its body read):
+    the matching :class:`APIStatusError`, or :class:`NotAnEventStream` for a 2xx."""
+    if response.status_code >= 300:
+        read_answer(response)  # raises
+    content_type = response.headers.get("content-type") or "no content type"
+    raise NotAnEventStream(f"expected an event stream from {STREAM_PATH}, got {content_type}")
+
+
 def content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length")
     if value and value.isdigit() and "content-encoding" not in response.headers:
@@ -162,6 +183,9 @@ class BaseClient:
         self.api_key = api_key or None
         self.timeout_s = float(timeout_s)
         self.max_retries = max_retries
+        #: False once this server answered that it has no status stream; waits then
+        #: long-poll at once instead of asking again.
+        self._streams_offered = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -226,6 +250,37 @@ class BaseClient:
             timeout_s=timeout_s,
         )
 
+    def _stream_call(self, run_id: str, step: StreamStep) -> Call:
+        headers = {**self._headers(), "Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if step.last_event_id is not None:
+            headers["Last-Event-ID"] = step.last_event_id
+        return Call(
+            "GET",
+            self._url(STREAM_PATH),
+            RetryMode.IDEMPOTENT,
+            params={"requestId": run_id},
+            headers=headers,
+            timeout_s=step.timeout_s,
+            read_timeout_s=step.read_timeout_s,
+        )
+
+    def _streamer(self, run_id: str, timeout_s: float) -> Streamer:
+        return Streamer(run_id, timeout_s=timeout_s, request_timeout_s=self.timeout_s)
+
+    def _streamer_after(self, waiter: Waiter) -> Streamer | None:
+        """A stream that goes on where ``waiter`` stands (same deadline, last status), or
+        None when this server has been found to offer no stream."""
+        if not self._streams_offered:
+            return None
+        return Streamer(
+            waiter.run_id,
+            timeout_s=waiter.timeout_s,
+            request_timeout_s=self.timeout_s,
+            deadline=waiter.deadline,
+            last=waiter.last,
+            clock=waiter.clock,
+        )
+
     def _cancel_call(self, run_id: str) -> Call:
         if not run_id:
             raise ValueError("run_id is required")
@@ -254,7 +309,7 @@ class BaseClient:
             params=call.params or None,
             json=call.json,
             headers=call.headers,
-            timeout=httpx.Timeout(call.timeout_s),
+            timeout=httpx.Timeout(call.timeout_s, read=call.read_timeout_s or call.timeout_s),
         )
 
     def _download_headers(self, url: str) -> dict[str, str]:
@@ -276,6 +331,15 @@ class BaseClient:
             model=model,
             retry_after_s=answer.retry_after_s,
         )
+
+    def _status_from_event(self, event: ServerSentEvent, run_id: str) -> VideoStatus:
+        try:
+            body = json.loads(event.data)
+        except ValueError:
+            raise UnexpectedResponseError(
+                f"expected JSON in a status event, got {event.data[:80]!r}"
+            ) from None
+        return parse_status(body, base_url=self.base_url, run_id=run_id)
 
     def _video_url(self, status_or_url: VideoStatus | str) -> str:
         """The absolute URL to download, or the reason there is none."""

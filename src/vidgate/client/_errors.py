@@ -19,7 +19,8 @@ nothing else from httpx escapes the SDK.
     ├── GenerationFailed            the run ended FAILED (``error``, ``is_nsfw``, ...)
     ├── GenerationCancelled         the run ended CANCELLED
     ├── WaitTimeout                 the wait's deadline passed first (also a TimeoutError)
-    └── VideoNotReady               a download was asked for a run with no video yet
+    ├── VideoNotReady               a download was asked for a run with no video yet
+    └── WebhookVerificationError    a webhook's signature, headers, secret or body is not valid
 """
 
 from __future__ import annotations
@@ -158,3 +159,7 @@ class VideoNotReady(VidgateError):
             text = f"run {status.run_id} is {state}: there is no video to download yet"
         super().__init__(text)
         self.status = status
+
+
+class WebhookVerificationError(VidgateError):
+    """The webhook could not be verified."""

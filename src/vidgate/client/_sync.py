@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -21,13 +22,16 @@ from vidgate.client._base import (
     Call,
     connection_error,
     content_length,
+    is_event_stream,
     part_path,
     read_answer,
+    refuse_stream,
     settings_from_env,
 )
 from vidgate.client._errors import APIConnectionError, VidgateError
 from vidgate.client._parse import parse_models, parse_submission
 from vidgate.client._retry import RetryMode
+from vidgate.client._stream import Streamer, offers_no_stream
 from vidgate.client._types import Submission, VideoModel, VideoStatus
 from vidgate.client._wait import Waiter, finish
 
@@ -171,6 +175,70 @@ class Client(BaseClient):
                 delay = waiter.on_status(status)
                 if delay is None:
                     return finish(status)
+                streamer = self._streamer_after(waiter)
+                if streamer is not None:
+                    try:
+                        return finish(self._follow(streamer, on_update))
+                    except VidgateError as error:
+                        if not offers_no_stream(error):
+                            raise
+                        self._streams_offered = False  # long-poll from now on
+            if delay > 0:
+                time.sleep(delay)
+
+    def _follow(self, streamer: Streamer, on_update: OnUpdate | None) -> VideoStatus:
+        """The run's terminal status, read from its stream."""
+        with closing(self._stream(streamer)) as statuses:
+            for status in statuses:
+                if on_update is not None:
+                    on_update(status)
+        assert streamer.last is not None  # a stream ends only after a terminal status
+        return streamer.last
+
+    def stream_status(
+        self, run_id: str, *, timeout_s: float = DEFAULT_WAIT_TIMEOUT_S
+    ) -> Iterator[VideoStatus]:
+        """The run's statuses as the server pushes them (``GET /api/video/status/stream``),
+        one per change, ending after a terminal one (which is yielded, not raised).
+
+        A dropped connection or a 5xx is resumed with ``Last-Event-ID``, with backoff;
+        :class:`WaitTimeout` is raised after ``timeout_s`` seconds. A server without the
+        stream route answers :class:`NotFoundError`; :meth:`wait_for_video` falls back to
+        long-polling there. Close the iterator (``contextlib.closing``) to stop early.
+        """
+        return self._stream(self._streamer(run_id, timeout_s))
+
+    def _stream(self, streamer: Streamer) -> Generator[VideoStatus, None, None]:
+        delay: float | None
+        while True:
+            call = self._stream_call(streamer.run_id, streamer.next_connection())
+            try:
+                response = self._http.send(self._build(self._http, call), stream=True)
+                try:
+                    if not is_event_stream(response):
+                        response.read()
+                        refuse_stream(response)
+                    for chunk in response.iter_bytes():
+                        for event in streamer.feed(chunk):
+                            status = self._status_from_event(event, streamer.run_id)
+                            terminal = streamer.on_status(status, event.id)
+                            yield status
+                            if terminal:
+                                return
+                        if streamer.cut():
+                            break
+                finally:
+                    response.close()
+                delay = streamer.on_end()
+            except httpx.RequestError as exc:
+                error = connection_error(exc, call.url)
+                delay = streamer.on_error(error)
+                if delay is None:
+                    raise error from exc
+            except VidgateError as error:
+                delay = streamer.on_error(error)
+                if delay is None:
+                    raise
             if delay > 0:
                 time.sleep(delay)
 
@@ -276,6 +344,10 @@ class Run:
         return self.client.wait_for_video(
             self.id, timeout_s=timeout_s, poll_interval_s=poll_interval_s, on_update=on_update
         )
+
+    def stream(self, *, timeout_s: float = DEFAULT_WAIT_TIMEOUT_S) -> Iterator[VideoStatus]:
+        """The run's statuses as they change; see :meth:`Client.stream_status`."""
+        return self.client.stream_status(self.id, timeout_s=timeout_s)
 
     def download(
         self,

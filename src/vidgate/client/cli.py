@@ -1,6 +1,7 @@
 """The client half of the ``vidgate`` command line, built on the SDK.
 
-``vidgate generate``, ``status``, ``wait``, ``download``, ``cancel`` and ``models``.
+``vidgate generate``, ``status``, ``wait``, ``watch``, ``download``, ``cancel`` and
+``models``.
 :func:`register` adds them to the main Typer app (``vidgate.cli``); run
 ``python -m vidgate.client.cli`` to use them alone.
 
@@ -129,11 +130,15 @@ Timeout = Annotated[
 Out = Annotated[Path | None, typer.Option("--out", "-o", help="Write the video to this file")]
 
 
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+def _print_json(data: Any, *, line: bool = False) -> None:
+    """Pretty JSON; with ``line``, one compact line (``watch --json`` prints a stream)."""
+    if line:
+        typer.echo(json.dumps(data, sort_keys=True, separators=(",", ":")))
+    else:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _fail(error: BaseException, as_json: bool) -> NoReturn:
+def _fail(error: BaseException, as_json: bool, *, line: bool = False) -> NoReturn:
     code = exit_code_for(error)
     status = getattr(error, "status", None) or getattr(error, "last_status", None)
     message = str(error)
@@ -145,7 +150,7 @@ def _fail(error: BaseException, as_json: bool) -> NoReturn:
         }
         if isinstance(status, VideoStatus):
             payload["status"] = status.to_dict()
-        _print_json(payload)
+        _print_json(payload, line=line)
     _err.print(f"[red]Error:[/red] {message}", soft_wrap=True, markup=True)
     if isinstance(error, GenerationFailed) and error.error and error.error != message:
         _err.print(f"  detail: {error.error}", soft_wrap=True)
@@ -155,12 +160,12 @@ def _fail(error: BaseException, as_json: bool) -> NoReturn:
 
 
 @contextmanager
-def _errors(as_json: bool, run_id: str | None = None) -> Iterator[None]:
+def _errors(as_json: bool, run_id: str | None = None, *, line: bool = False) -> Iterator[None]:
     """Turn SDK errors into a message on stderr and the matching exit code."""
     try:
         yield
     except (VidgateError, ValueError) as error:
-        _fail(error, as_json)
+        _fail(error, as_json, line=line)
     except KeyboardInterrupt:
         if run_id:
             _err.print(f"\ninterrupted; the run goes on: vidgate wait {run_id}", soft_wrap=True)
@@ -280,6 +285,38 @@ def wait(
         _wait_and_save(client, run_id, model, timeout_s=timeout, out=out, as_json=as_json)
 
 
+class _JsonLines:
+    """``watch --json``: one line per state; a state read twice in a row is printed once."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, Any] | None = None
+
+    def __call__(self, status: VideoStatus) -> None:
+        current = status.to_dict()
+        if current != self._last:
+            _print_json(current, line=True)
+        self._last = current
+
+
+def watch(
+    run_id: Annotated[str, typer.Argument(help="The run id (vid_...)")],
+    timeout: Timeout = DEFAULT_WAIT_TIMEOUT_S,
+    as_json: JsonOut = False,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Follow a run live until it ends; exit codes as for `wait`.
+
+    Prints the video URL; with --json, one JSON line per state (and one for an error).
+    """
+    with _client(base_url, api_key) as client, _errors(as_json, run_id, line=as_json):
+        with WaitDisplay(_err, run_id, enabled=not as_json) as display:
+            on_update = _JsonLines() if as_json else display.update
+            done = client.wait_for_video(run_id, timeout_s=timeout, on_update=on_update)
+        if not as_json:
+            typer.echo(done.video_url or "")
+
+
 def download(
     run_id: Annotated[str, typer.Argument(help="The run id (vid_...)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Write the video to this file")],
@@ -334,7 +371,7 @@ def models(
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to ``app``."""
-    for command in (generate, status, wait, download, cancel, models):
+    for command in (generate, status, wait, watch, download, cancel, models):
         app.command()(command)
 
 
