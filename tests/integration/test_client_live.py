@@ -5,6 +5,7 @@ proxy in front of it (``tests.client_helpers.FaultProxy``)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -317,19 +318,21 @@ async def test_wait_follows_the_stream_and_learns_of_completion_at_once(
 
 
 async def test_without_a_stream_the_wait_long_polls(proxied: Any, proxy: FaultProxy) -> None:
-    # This server's long-poll answers at every progress event; the waiter reads an early
-    # answer with an unchanged status as a server that does not hold requests and spaces
-    # its polls by Retry-After, so completion may be learned up to that late.
+    """The server answers a held poll at the run's next event, progress included, and says
+    so (``Vidgate-Long-Poll``): the waiter asks again at once and learns of completion as
+    it happens, never sleeping a poll interval."""
     proxy.push("stream", NO_ROUTE)  # a server without the stream: the wait long-polls
     run = await call(proxied.generate_video, MODEL, "a slow fox sandbox:slow=2", **SMALL)
     done = await call(run.wait, timeout_s=60)
-    assert done.is_completed
+    learned = datetime.now(UTC)
+    assert done.is_completed and done.completed_at is not None
+    assert (learned - done.completed_at).total_seconds() < 1.0
     assert len(proxy.requests("stream")) == 1
     first, *later = proxy.requests("status")
     assert "waitSeconds" not in first.query  # the first poll reads the state at once
     assert later and all(1 <= int(p.query["waitSeconds"]) <= 30 for p in later)
-    polls = [first, *later]
-    assert len(polls) <= 4  # held by the server, not a poll every interval
+    gaps = [b.at - a.at for a, b in itertools.pairwise(later)]
+    assert len(later) < 100 and all(gap < 1.5 for gap in gaps), gaps  # no interval sleeps
 
 
 async def test_429_with_retry_after_is_honoured(proxied: Any, proxy: FaultProxy) -> None:

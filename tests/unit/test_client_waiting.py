@@ -106,6 +106,20 @@ def test_a_held_long_poll_is_followed_at_once() -> None:
     assert waiter.on_status(st("IN_PROGRESS", retry_after_s=2)) == 0
 
 
+def test_an_early_answer_from_a_server_that_says_it_held_is_followed_at_once() -> None:
+    """A vidgate server answers a held poll at each event, progress included; its
+    ``Vidgate-Long-Poll`` header says so, and the waiter asks again at once every time."""
+    clock = FakeClock()
+    waiter = seen_once(make_waiter(clock))
+    for _ in range(5):  # well past the quick-poll bound for servers that do not say so
+        waiter.next_step()
+        clock.advance(0.1)
+        assert waiter.on_status(st("IN_PROGRESS", retry_after_s=2), held=True) == 0
+    waiter.next_step()
+    clock.advance(0.1)
+    assert waiter.on_status(st("IN_PROGRESS", retry_after_s=2)) == pytest.approx(1.9)
+
+
 def test_a_server_that_ignores_wait_seconds_is_polled_at_its_retry_after() -> None:
     clock = FakeClock()
     waiter = make_waiter(clock)

@@ -158,14 +158,15 @@ class AsyncClient(BaseClient):
         while True:
             call = self._status_call(run_id, model, waiter.next_step())
             try:
-                status = self._status_from(await self._send_once(call), run_id, model)
+                answer = await self._send_once(call)
+                status = self._status_from(answer, run_id, model)
             except VidgateError as error:
                 delay = waiter.on_error(error)
                 if delay is None:
                     raise
             else:
                 await _call_back(on_update, status)
-                delay = waiter.on_status(status)
+                delay = waiter.on_status(status, held=answer.long_poll)
                 if delay is None:
                     return finish(status)
                 streamer = self._streamer_after(waiter)

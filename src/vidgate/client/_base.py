@@ -64,6 +64,11 @@ class Call:
     """The longest wait for the next byte, when it differs from ``timeout_s``."""
 
 
+LONG_POLL_HEADER = "vidgate-long-poll"
+"""Sent by a server that held a status request (``waitSeconds``) until the run's next event
+or the end of the hold: asking again at once costs nothing."""
+
+
 @dataclass(frozen=True)
 class Answer:
     """A successful answer: its JSON body and the headers the SDK reads."""
@@ -71,6 +76,8 @@ class Answer:
     body: Any
     retry_after_s: float | None
     request_id: str | None
+    long_poll: bool = False
+    """The server held the request until the run's next event (``Vidgate-Long-Poll``)."""
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -134,7 +141,12 @@ def read_answer(response: httpx.Response) -> Answer:
         raise UnexpectedResponseError(
             f"expected JSON from {response.request.url.path}, got {response.text[:80]!r}"
         )
-    return Answer(body=body, retry_after_s=retry_after, request_id=request_id)
+    return Answer(
+        body=body,
+        retry_after_s=retry_after,
+        request_id=request_id,
+        long_poll=LONG_POLL_HEADER in response.headers,
+    )
 
 
 def is_event_stream(response: httpx.Response) -> bool:

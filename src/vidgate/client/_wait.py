@@ -10,7 +10,9 @@ it returns. The waiter holds the rules:
 * **Long-poll.** The first poll reads the current state at once; every later one asks
   the server to hold the request (``waitSeconds``, at most 30 s, never past the
   deadline), so a server that supports it answers as soon as the run changes, and the
-  next poll goes out at once. A server that ignores the
+  next poll goes out at once. A vidgate server answers at every event of the run,
+  progress included, and says so with the ``Vidgate-Long-Poll`` header; the waiter then
+  always asks again at once. A server that ignores the
   parameter answers at once: the waiter then polls every ``poll_interval_s`` (or at the
   server's ``Retry-After``), looking again at once only right after a status change.
 * **Errors back off.** 5xx, 408 and broken connections are retried with exponential
@@ -121,16 +123,17 @@ class Waiter:
             return max(self.poll_interval_s, server or 0.0)
         return server if server is not None else DEFAULT_POLL_INTERVAL_S
 
-    def on_status(self, status: VideoStatus) -> float | None:
+    def on_status(self, status: VideoStatus, *, held: bool = False) -> float | None:
         """Record an answer. None: the run is terminal (see :func:`finish`). Otherwise the
-        seconds to sleep before the next poll."""
-        held = self.clock() - self._sent_at
+        seconds to sleep before the next poll. ``held``: the server says it held the
+        request until the run's next event (it may answer early, on progress)."""
+        held_by_server, waited = held, self.clock() - self._sent_at
         previous, self.last = self.last, status
         self.failures, self.last_error = 0, None
         if status.is_terminal:
             return None
         changed = previous is None or previous.status is not status.status
-        if self._asked > 0 and held >= self._asked * HELD_FRACTION:
+        if self._asked > 0 and (held_by_server or waited >= self._asked * HELD_FRACTION):
             # The server held the request for the hold asked: it long-polls, so asking
             # again at once costs nothing and hears of the next change as it happens.
             delay = 0.0
@@ -142,7 +145,7 @@ class Waiter:
         else:
             if not changed:
                 self._quick = 0
-            delay = max(0.0, self.interval(status) - held)
+            delay = max(0.0, self.interval(status) - waited)
         return max(0.0, min(delay, self.remaining()))
 
     def on_error(self, error: VidgateError) -> float | None:

@@ -24,6 +24,7 @@ from vidgate.store.records import KeyRecord, RunRecord
 router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
 _STATUS_ERRORS = schemas.error_responses(400, 401, 404)
+LONG_POLL_HEADER = "Vidgate-Long-Poll"
 SSE_RETRY_MS = 2000
 """How long an EventSource waits before it reconnects (sent as ``retry:``)."""
 
@@ -49,13 +50,20 @@ async def _status(
             hold = min(wait_s, state.settings.server.max_wait_s)
             if await watch.wait_past(run.seq, hold):
                 run = watch.snapshot() or await state.store.get(run.id)
-    return await _respond(request, state, run, shape)
+    # Tells a client that this answer came at the run's next event (or the hold's end),
+    # so it may ask again at once, even when the answer came early (progress).
+    headers = {LONG_POLL_HEADER: "1"} if wait_s else {}
+    return await _respond(request, state, run, shape, headers)
 
 
 async def _respond(
-    request: Request, state: AppState, run: RunRecord, shape: Literal["legacy", "unified"]
+    request: Request,
+    state: AppState,
+    run: RunRecord,
+    shape: Literal["legacy", "unified"],
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    headers = {}
+    headers = dict(headers or {})
     if not run.status.is_terminal:
         headers["Retry-After"] = str(state.settings.server.status_retry_after_s)
     body = await status_body(state, run, base_url(request, state), shape)
