@@ -22,7 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list and revoke API keys; their webhook secrets and URLs.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 
 DataDir = Annotated[
@@ -173,14 +175,25 @@ def migrate(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
 
 @keys_app.command("create")
-def keys_create(name: str, data_dir: DataDir = None, config: ConfigFile = None) -> None:
+def keys_create(
+    name: str,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", help="Default webhook URL for runs submitted without one"),
+    ] = None,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
     """Create an API key. The last line printed is the key and nothing else."""
     from vidgate.store.errors import KeyNameTaken
 
+    settings = _settings(data_dir, config)
+    url = _webhook_url(webhook_url, settings) if webhook_url is not None else None
+
     async def main() -> str:
-        store = await _open_store(_settings(data_dir, config))
+        store = await _open_store(settings)
         try:
-            _, secret = await store.create_key(name)
+            _, secret = await store.create_key(name, webhook_url=url)
             return secret
         finally:
             await store.close()
@@ -192,6 +205,36 @@ def keys_create(name: str, data_dir: DataDir = None, config: ConfigFile = None) 
         raise typer.Exit(1) from None
     typer.echo(f"Created API key {name!r}. It is shown only once:", err=True)
     typer.echo(secret)
+
+
+def _webhook_url(url: str, settings: Settings) -> str:
+    """``url`` if it is an absolute http(s) URL; otherwise the command ends with exit 2.
+    A URL that submits would refuse (a non-public address) is taken with a warning."""
+    import httpx
+
+    from vidgate.netguard import UnsafeTarget, check_public
+
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        typer.echo(
+            f"error: {url!r} is not a webhook URL; give an absolute http:// or https:// URL, "
+            "e.g. https://example.com/hooks/vidgate",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if not settings.webhooks.allow_private_hosts:
+        try:
+            asyncio.run(check_public(str(parsed)))
+        except UnsafeTarget as exc:
+            typer.echo(
+                f"warning: the webhook URL {exc}; submits that use it are refused until "
+                "[webhooks] allow_private_hosts = true",
+                err=True,
+            )
+    return str(parsed)
 
 
 @keys_app.command("list")
@@ -229,6 +272,88 @@ def keys_revoke(name: str, data_dir: DataDir = None, config: ConfigFile = None) 
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"Revoked API key {name!r}.")
+
+
+@keys_app.command("webhook-secret")
+def keys_webhook_secret(
+    name: str,
+    rotate: Annotated[
+        bool,
+        typer.Option("--rotate", help="Make a new secret; the old one keeps signing a while"),
+    ] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Print the secret a key's webhooks are signed with (the last line is the secret)."""
+    from vidgate.store.errors import KeyNotFound
+
+    settings = _settings(data_dir, config)
+
+    async def main() -> KeyRecord:
+        store = await _open_store(settings)
+        try:
+            if rotate:
+                return await store.rotate_webhook_secret(name)
+            return await store.get_key(name)
+        finally:
+            await store.close()
+
+    try:
+        key = asyncio.run(main())
+    except KeyNotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if rotate:
+        overlap_s = settings.webhooks.secret_overlap_s
+        typer.echo(
+            f"Rotated the webhook secret of {name!r}. For the next {overlap_s:g} s "
+            "([webhooks] secret_overlap_s) every delivery carries a signature by the old "
+            "secret too, so receivers can switch over. The new secret:",
+            err=True,
+        )
+    typer.echo(key.webhook_secret)
+
+
+@keys_app.command("webhook-url")
+def keys_webhook_url(
+    name: str,
+    url: Annotated[str | None, typer.Argument(help="The new default webhook URL")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the default URL")] = False,
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Show or set the webhook URL used for a key's runs submitted without 'webhookUrl'."""
+    from vidgate.store.errors import KeyNotFound
+
+    if url is not None and clear:
+        typer.echo("error: give a URL or --clear, not both", err=True)
+        raise typer.Exit(2)
+    settings = _settings(data_dir, config)
+    new_url = _webhook_url(url, settings) if url is not None else None
+
+    async def main() -> KeyRecord:
+        store = await _open_store(settings)
+        try:
+            if url is None and not clear:
+                return await store.get_key(name)
+            return await store.set_webhook_url(name, new_url)
+        finally:
+            await store.close()
+
+    try:
+        key = asyncio.run(main())
+    except KeyNotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if url is None and not clear:
+        if key.webhook_url:
+            typer.echo(key.webhook_url)
+        else:
+            typer.echo(f"API key {name!r} has no default webhook URL", err=True)
+    elif clear:
+        typer.echo(f"Removed the default webhook URL of {name!r}.")
+    else:
+        typer.echo(f"Runs of {name!r} submitted without 'webhookUrl' now notify {new_url}")
 
 
 def _register_client_commands() -> None:

@@ -1,5 +1,6 @@
-"""The README's examples are executed: its Python blocks against a live server, and its
-provider configuration blocks (only ``base_url`` swapped for an emulator's) end to end."""
+"""The README's examples are executed: its Python blocks against a live server, its webhook
+receiver against real deliveries, and its provider configuration blocks (only ``base_url``
+swapped for an emulator's) end to end."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.api_helpers import wait_terminal
+from tests.api_helpers import submit_ok, wait_terminal
 from tests.providers import all_cases, emulators_running, provider_env
-from tests.servers import LiveServer
+from tests.servers import TEST_CONFIG, LiveServer, free_port, run_cli, spawn
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+RECEIVER = "# webhook_receiver.py\n"
+"""The first line of the README's webhook receiver: a server, run by its own test."""
 
 
 def blocks(language: str) -> list[str]:
@@ -24,7 +30,7 @@ def blocks(language: str) -> list[str]:
 
 
 def test_readme_python_examples_run(live_server: LiveServer, tmp_path: Path) -> None:
-    examples = blocks("python")
+    examples = [b for b in blocks("python") if not b.startswith(RECEIVER)]
     assert len(examples) >= 2
     env = {
         **os.environ,
@@ -44,6 +50,52 @@ def test_readme_python_examples_run(live_server: LiveServer, tmp_path: Path) -> 
         assert result.returncode == 0, f"README python block {number}:\n{code}\n{result.stderr}"
     assert (tmp_path / "fox.mp4").stat().st_size > 1000
     assert "failed: The video could not be generated" in result.stdout
+
+
+def test_readme_webhook_receiver_accepts_verified_deliveries(
+    server_factory: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    [code] = [b for b in blocks("python") if b.startswith(RECEIVER)]
+    server = server_factory(TEST_CONFIG + "\n[webhooks]\nallow_private_hosts = true\n")
+    secret = run_cli(
+        ["keys", "webhook-secret", "test"], data_dir=server.data_dir, config=server.config
+    ).stdout.strip()
+    port = free_port()
+    output = tmp_path / "receiver.out"
+    env = {**os.environ, "PORT": str(port), "VIDGATE_WEBHOOK_SECRET": secret}
+    with output.open("wb") as out:
+        receiver = spawn([sys.executable, "-c", code], env=env, stdout=out, stderr=out)
+    try:
+        url = f"http://127.0.0.1:{port}/hooks/vidgate"
+        deadline = time.monotonic() + 30
+        while True:  # until it listens
+            assert receiver.poll() is None, output.read_text()
+            try:
+                forged = httpx.post(url, content=b"{}", headers={"webhook-id": "msg_x"})
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.1)
+        assert forged.status_code == 400
+        run_id = submit_ok(server, "told by webhook", webhookUrl=url)
+        assert wait_terminal(server, run_id)["status"] == "COMPLETED"
+        deadline = time.monotonic() + 30
+        while f"video.completed {run_id} http" not in output.read_text():
+            assert receiver.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.1)
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    assert "rejected:" in output.read_text()  # the forged one
+    deliveries = httpx.get(
+        f"{server.base_url}/api/generate-video/webhooks",
+        params={"runId": run_id},
+        headers=server.headers(),
+    ).json()["deliveries"]
+    assert [(d["type"], d["status"], d["lastStatusCode"]) for d in deliveries] == [
+        ("video.completed", "delivered", 204)
+    ]
 
 
 def test_readme_provider_configs_work_end_to_end(tmp_path: Path, png_data_url: str) -> None:

@@ -20,7 +20,6 @@ import base64
 import binascii
 import contextlib
 import io
-import ipaddress
 import json
 import re
 import sys
@@ -42,6 +41,7 @@ from vidgate.backends.base import (
     ProgressCallback,
 )
 from vidgate.backends.testcard_render import frame_size
+from vidgate.netguard import UnsafeTarget, check_public
 from vidgate.runs.catalog import TESTCARD_DEFAULT_DURATION_S, TESTCARD_MAX_DURATION_S
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.sandbox import SandboxSwitches, parse_sandbox
@@ -180,7 +180,10 @@ class TestcardBackend:
         if not re.match(r"^https?://", url, re.IGNORECASE):
             raise _invalid("could not fetch imageUrl: only http and https URLs are supported")
         if not opts.allow_private_hosts:
-            await _refuse_private_host(url)
+            try:
+                await check_public(url)
+            except UnsafeTarget as exc:  # said for the person who sent the URL
+                raise _invalid(f"could not fetch imageUrl: the URL {exc}") from None
         limit = opts.image_max_bytes
         too_big = f"could not fetch imageUrl: the image is larger than {limit} bytes"
         timed_out = f"could not fetch imageUrl: no answer within {opts.image_fetch_timeout_s:g} s"
@@ -215,22 +218,6 @@ class TestcardBackend:
             raise _invalid(timed_out) from exc
         except httpx.HTTPError as exc:
             raise _invalid("could not fetch imageUrl: the connection failed") from exc
-
-
-async def _refuse_private_host(url: str) -> None:
-    """Refuse URLs whose host resolves to a non-public address (loopback, private ranges,
-    link-local cloud metadata, ...), so that a submit cannot reach inside the network."""
-    parsed = httpx.URL(url)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80)
-        )
-    except OSError:
-        raise _invalid("could not fetch imageUrl: its host name does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global:
-            raise _invalid("could not fetch imageUrl: its host is not a public address")
 
 
 def _invalid(message: str) -> GenerationFailed:

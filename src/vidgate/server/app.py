@@ -18,6 +18,7 @@ from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.server.routes import router
 from vidgate.server.state import AppState
 from vidgate.server.status_routes import router as status_router
+from vidgate.server.webhook_routes import router as webhook_router
 from vidgate.services import Services, build_catalog, build_storage
 from vidgate.store.sql import SQLStore
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, background: Background | None = None) -> F
     errors.install(app)
     app.include_router(router)
     app.include_router(status_router)
+    app.include_router(webhook_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -110,6 +110,39 @@ class CancelRequest(BaseModel):
     runId: str
 
 
+class WebhookAttempt(BaseModel):
+    at: str = Field(description="ISO 8601: when the attempt was made")
+    statusCode: int | None = Field(description="The receiver's HTTP status; null if none came")
+    error: str | None = Field(description="Why the attempt did not count as delivered")
+    durationMs: float | None = Field(description="How long the attempt took")
+
+
+class WebhookDelivery(BaseModel):
+    id: str = Field(description="The message's webhook-id, the same on every attempt")
+    type: str = Field(description="video.completed, video.failed, video.cancelled, ...")
+    status: Literal["pending", "delivered", "failed", "gone"] = Field(
+        description="pending (being retried), delivered (2xx), failed (given up or refused) "
+        "or gone (the receiver answered 410)"
+    )
+    attempts: int
+    createdAt: str = Field(description="ISO 8601: when the event happened")
+    nextAttemptAt: str | None = Field(description="ISO 8601: the next attempt, while pending")
+    deliveredAt: str | None
+    lastStatusCode: int | None
+    lastError: str | None
+    log: list[WebhookAttempt] = Field(description="The attempts, oldest first (the last 50)")
+
+
+class WebhookDeliveries(BaseModel):
+    runId: str
+    webhookUrl: str | None = Field(description="Where the run's webhooks go; null: nowhere")
+    deliveries: list[WebhookDelivery] = Field(description="Oldest first")
+
+
+class RedeliverRequest(BaseModel):
+    runId: str
+
+
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[dict[str, Any]]
