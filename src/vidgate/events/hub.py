@@ -104,6 +104,10 @@ class RunEvents:
         """The runs somebody in this process is waiting on."""
         return set(self._watches)
 
+    def waiting(self) -> int:
+        """How many waiters (held polls, event streams) this process has."""
+        return sum(len(watches) for watches in self._watches.values())
+
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 

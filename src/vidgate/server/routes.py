@@ -160,4 +160,9 @@ async def files_route(
 async def healthz(request: Request) -> dict[str, Any]:
     state = state_of(request)
     counts = await state.store.count_by_status()
-    return {"status": "ok", "runs": counts, "worker": state.worker}
+    return {
+        "status": "ok",
+        "runs": counts,
+        "worker": state.worker,
+        "waiting": state.store.events.waiting(),
+    }

@@ -12,6 +12,7 @@ from vidgate.server import schemas
 from vidgate.server.auth import require_key
 from vidgate.server.common import find_run, read_json, state_of
 from vidgate.server.errors import ApiError
+from vidgate.store.errors import DeliveryInFlight
 from vidgate.store.records import DeliveryRecord, KeyRecord
 from vidgate.views import iso
 
@@ -71,7 +72,10 @@ async def deliveries_route(
     response_model=schemas.WebhookDelivery,
     responses={
         **schemas.error_responses(400, 401, 404),
-        409: {"model": schemas.Error, "description": "The run has no webhook delivery yet"},
+        409: {
+            "model": schemas.Error,
+            "description": "The run has no webhook delivery yet, or an attempt is in flight",
+        },
     },
     openapi_extra={
         "requestBody": {
@@ -90,7 +94,10 @@ async def redeliver_route(request: Request, key: Key) -> JSONResponse:
     if not isinstance(run_id, str) or not run_id:
         raise ApiError(400, "send a JSON object with the 'runId' whose webhook to send again")
     run = await find_run(state, run_id, key)
-    delivery = await state.store.redeliver(run.id)
+    try:
+        delivery = await state.store.redeliver(run.id)
+    except DeliveryInFlight as exc:
+        raise ApiError(409, str(exc)) from None
     if delivery is None:
         if run.webhook_url is None:
             raise ApiError(

@@ -13,6 +13,7 @@ After the commit, the change is published to this process's hub at once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -52,13 +53,26 @@ class StoreBase:
         self._reader = engine.execution_options(vidgate_read=True)
         self.dialect = engine.dialect.name
         self.events = events or RunEvents()
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[Tx]:
-        async with self._writer.begin() as conn:
+        async with self._write_turn(), self._writer.begin() as conn:
             tx = Tx(conn)
             yield tx
         self.events.publish_many(tx.changes)
+
+    @asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        """On SQLite, this process's writers take turns here. SQLite lets one writer in at
+        a time anyway, and one that finds the lock taken sleeps in growing steps (up to
+        100 ms) before it looks again; queued here, the next one starts the moment the
+        last one commits. Writers in other processes still meet SQLite's busy wait."""
+        if self._write_lock is None:
+            yield
+            return
+        async with self._write_lock:
+            yield
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

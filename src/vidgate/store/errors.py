@@ -24,3 +24,7 @@ class KeyNameTaken(StoreError):
 
 class IdempotencyConflict(StoreError):
     """This Idempotency-Key was used before with a different request body."""
+
+
+class DeliveryInFlight(StoreError):
+    """An attempt to deliver this webhook is being made right now."""

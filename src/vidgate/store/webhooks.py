@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 
 from vidgate.store.base import StoreBase
+from vidgate.store.errors import DeliveryInFlight
 from vidgate.store.records import DeliveryRecord
 from vidgate.store.schema import webhook_deliveries as wd
 
@@ -44,16 +45,6 @@ class WebhookVerbs(StoreBase):
                 .returning(*wd.c)
             )
             return [DeliveryRecord.from_row(r._mapping) for r in result]
-
-    async def next_delivery_at(self) -> float | None:
-        """When the earliest pending delivery is due (None: nothing is pending)."""
-        async with self._read() as conn:
-            value = (
-                await conn.execute(
-                    select(func.min(wd.c.next_attempt_at)).where(wd.c.status == PENDING)
-                )
-            ).scalar()
-        return None if value is None else float(value)
 
     async def record_attempt(
         self,
@@ -95,23 +86,41 @@ class WebhookVerbs(StoreBase):
 
     async def redeliver(self, run_id: str) -> DeliveryRecord | None:
         """Send the run's newest delivery again, now, with the same ``webhook-id`` (None: the
-        run has no delivery yet)."""
+        run has no delivery yet). Raises DeliveryInFlight while an attempt is being made:
+        its outcome is about to be recorded, and a second send would overlap it."""
         now = time.time()
         async with self._write() as tx:
-            newest = (
-                select(wd.c.id)
-                .where(wd.c.run_id == run_id)
-                .order_by(wd.c.created_at.desc(), wd.c.id.desc())
-                .limit(1)
-                .scalar_subquery()
-            )
+            row = (
+                await tx.conn.execute(
+                    select(wd.c.id, wd.c.lease_expires_at)
+                    .where(wd.c.run_id == run_id)
+                    .order_by(wd.c.created_at.desc(), wd.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is None:
+                return None
+            if row.lease_expires_at is not None and row.lease_expires_at > now:
+                raise DeliveryInFlight(
+                    f"an attempt to deliver {row.id} is being made right now; "
+                    "look at the log and try again in a few seconds"
+                )
             result = await tx.conn.execute(
                 update(wd)
-                .where(wd.c.id == newest)
+                .where(wd.c.id == row.id)
                 .values(
                     status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None
                 )
                 .returning(*wd.c)
             )
-            row = result.first()
-        return DeliveryRecord.from_row(row._mapping) if row else None
+            return DeliveryRecord.from_row(result.one()._mapping)
+
+    async def release_deliveries(self, owner: str) -> None:
+        """Give back this owner's leased deliveries (a sender stopping): an attempt cut off
+        is made again at once by whichever sender looks next, not after its lease."""
+        async with self._write() as tx:
+            await tx.conn.execute(
+                update(wd)
+                .where(wd.c.lease_owner == owner, wd.c.status == PENDING)
+                .values(lease_owner=None, lease_expires_at=None)
+            )

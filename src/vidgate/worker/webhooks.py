@@ -104,10 +104,14 @@ class WebhookSender:
                         continue  # more may be due
                     await sleep_until(IDLE_S, stop, self._wake)
             finally:
-                # An attempt cut off here is simply made again once its lease expires.
+                # Attempts cut off here are handed back, to be made again at once.
                 for task in list(self._tasks):
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+                try:
+                    await self.store.release_deliveries(self.owner)
+                except Exception:
+                    log.exception("webhook.release_failed")
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
