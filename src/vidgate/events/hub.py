@@ -3,6 +3,7 @@
 A :class:`RunChange` names a run, its new sequence number and status. Made in this
 process, it also carries the run as committed, so a waiter here answers without a query;
 from another process (a NOTIFY, a SQLite watcher) it does not, and a waiter reads the run.
+A change that arrives twice (made here, then echoed by the feed) is told once.
 
 Subscribe before you read: open a :class:`Watch`, then read the run, then wait for a
 sequence number above the one you read. A change committed between the read and the wait
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -83,9 +85,13 @@ class RunEvents:
     """One per process. Not thread-safe: publish from the event loop's thread (feeds running
     in threads hand their changes over with ``loop.call_soon_threadsafe``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember: int = 10_000) -> None:
         self._watches: dict[str, set[Watch]] = {}
         self._listeners: list[Listener] = []
+        # The newest sequence number seen per run (the most recently changed runs), so that
+        # a change that arrives twice (published here, then echoed by the feed) is told once.
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._remember = remember
 
     @contextlib.contextmanager
     def watch(self, run_id: str) -> Iterator[Watch]:
@@ -116,6 +122,14 @@ class RunEvents:
             self._listeners.remove(listener)
 
     def publish(self, change: RunChange) -> None:
+        """Tell every waiter of the run and every listener, unless this change (or a newer
+        one of the run) was told already."""
+        if self._seen.get(change.run_id, 0) >= change.seq:
+            return
+        self._seen[change.run_id] = change.seq
+        self._seen.move_to_end(change.run_id)
+        if len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
         for watch in self._watches.get(change.run_id, ()):
             watch.offer(change)
         self._notify(change)
