@@ -69,7 +69,7 @@ def _postgres_url() -> str | None:
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
     """A fresh, empty database: SQLite in a temp dir, or a new PostgreSQL database."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        yield f"sqlite:///{tmp_path / 'store.db'}"
         return
     async for url in _fresh_postgres():
         yield url

@@ -161,7 +161,7 @@ def _default_models() -> dict[str, ModelConfig]:
 class Settings(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
-    """SQLAlchemy URL; default ``sqlite+aiosqlite:///DATA_DIR/vidgate.db``."""
+    """SQLAlchemy URL; default ``sqlite:///DATA_DIR/vidgate.db``."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -184,7 +184,7 @@ class Settings(_Section):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'vidgate.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'vidgate.db').resolve()}"
 
     @property
     def storage_path(self) -> Path:

@@ -252,3 +252,13 @@ async def test_remote_claims_submit_then_poll_by_due_time(store: SQLStore) -> No
     assert to_cancel.id == run.id and claimed.id == run.id
     never_submitted = (await store.submit(new_run(backend="fal"), idempotency_ttl_s=60))[0]
     assert (await store.cancel(never_submitted.id, "key_a")).next_poll_at is None
+
+
+async def test_an_aiosqlite_url_names_the_same_sqlite_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Configs written for an async driver keep working: the store opens the same file."""
+    plain = await SQLStore.open(f"sqlite:///{tmp_path / 'same.db'}")
+    run, _ = await plain.submit(new_run(), idempotency_ttl_s=60)
+    await plain.close()
+    spelled = await SQLStore.open(f"sqlite+aiosqlite:///{tmp_path / 'same.db'}")
+    assert (await spelled.get(run.id)).id == run.id
+    await spelled.close()

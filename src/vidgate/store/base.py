@@ -14,21 +14,21 @@ After the commit, the change is published to this process's hub at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Executable, func, insert, select
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.events.hub import RunChange, RunEvents
 from vidgate.events.pg_feed import CHANNEL, payload
 from vidgate.runs import webhooks
 from vidgate.runs.ids import new_message_id
 from vidgate.runs.status import Status
-from vidgate.store.records import RunRecord
+from vidgate.store.records import DeliveryRecord, RunRecord
 from vidgate.store.schema import runs, webhook_deliveries
 
 CHANGE_COLUMNS = tuple(column for column in runs.c if column.name != "request")
@@ -36,49 +36,93 @@ CHANGE_COLUMNS = tuple(column for column in runs.c if column.name != "request")
 request, which can be megabytes of image), to publish it and fill the outbox."""
 
 _other = runs.alias("other")
+T = TypeVar("T")
+READERS = 4
+"""Threads that read a SQLite database at once, per process."""
+
+
+def _bind(conn: Connection, work: Callable[[Tx], T], tx: Tx) -> T:
+    tx.conn = conn
+    return work(tx)
 
 
 @dataclass
 class Tx:
     """A write transaction and the changes it made, published once it has committed."""
 
-    conn: AsyncConnection
+    conn: Connection
     changes: list[RunChange] = field(default_factory=list)
 
 
 class StoreBase:
-    def __init__(self, engine: AsyncEngine, events: RunEvents | None = None) -> None:
-        self.engine = engine
-        self._writer = engine.execution_options(vidgate_write=True)
-        self._reader = engine.execution_options(vidgate_read=True)
-        self.dialect = engine.dialect.name
+    """Runs each transaction as one step, written once as a plain function of a
+    connection: on SQLite in a thread with its own connection (one thread writes, so this
+    process's writers take turns without SQLite's sleeping busy wait; a few threads read),
+    on PostgreSQL through the async engine's ``run_sync``. A transaction is then one hand-
+    off between threads however many statements it runs, where an async SQLite driver
+    pays several per statement."""
+
+    def __init__(
+        self,
+        *,
+        async_engine: AsyncEngine | None = None,
+        sync_engine: Engine | None = None,
+        events: RunEvents | None = None,
+    ) -> None:
+        if (async_engine is None) == (sync_engine is None):
+            raise ValueError("a store needs exactly one engine")
         self.events = events or RunEvents()
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        self.sender: tuple[str, float] | None = None
+        """(owner, lease) of the webhook sender in this process, if one runs here."""
+        self._async = async_engine
+        self._sync = sync_engine
+        self.dialect = (async_engine or sync_engine).dialect.name  # type: ignore[union-attr]
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
+        if sync_engine is not None:
+            self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="vidgate-db-write")
+            self._read_threads = ThreadPoolExecutor(READERS, thread_name_prefix="vidgate-db-read")
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[Tx]:
-        async with self._write_turn(), self._writer.begin() as conn:
-            tx = Tx(conn)
-            yield tx
+    async def _write(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one write transaction; publish its changes once committed."""
+        tx = Tx(None)  # type: ignore[arg-type]  # the connection is set where it runs
+        if self._sync is not None:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._write_thread, self._write_sync, work, tx)
+        else:
+            assert self._async is not None
+            async with self._async.begin() as conn:
+                result = await conn.run_sync(_bind, work, tx)
         self.events.publish_many(tx.changes)
+        return result
 
-    @asynccontextmanager
-    async def _write_turn(self) -> AsyncIterator[None]:
-        """On SQLite, this process's writers take turns here. SQLite lets one writer in at
-        a time anyway, and one that finds the lock taken sleeps in growing steps (up to
-        100 ms) before it looks again; queued here, the next one starts the moment the
-        last one commits. Writers in other processes still meet SQLite's busy wait."""
-        if self._write_lock is None:
-            yield
-            return
-        async with self._write_lock:
-            yield
+    def _write_sync(self, work: Callable[[Tx], T], tx: Tx) -> T:
+        assert self._sync is not None
+        with self._sync.execution_options(vidgate_write=True).begin() as conn:
+            return _bind(conn, work, tx)
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for one read statement (on SQLite, outside any transaction)."""
-        async with self._reader.connect() as conn:
-            yield conn
+    async def _read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work``, one read statement (on SQLite, outside any transaction)."""
+        if self._sync is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._read_threads, self._read_sync, work)
+        assert self._async is not None
+        async with self._async.connect() as conn:
+            return await conn.run_sync(work)
+
+    def _read_sync(self, work: Callable[[Connection], T]) -> T:
+        assert self._sync is not None
+        with self._sync.execution_options(vidgate_read=True).connect() as conn:
+            return work(conn)
+
+    async def _dispose(self) -> None:
+        if self._async is not None:
+            await self._async.dispose()
+        if self._sync is not None:
+            for pool in (self._write_thread, self._read_threads):
+                if pool is not None:
+                    pool.shutdown(wait=True)
+            self._sync.dispose()
 
     def _bump(self) -> dict[str, Any]:
         """Column values that mark a row as changed: its next sequence number and, on
@@ -93,26 +137,45 @@ class StoreBase:
             return None
         return select(func.coalesce(func.max(_other.c.rev), 0) + 1).scalar_subquery()
 
-    async def _changed(self, tx: Tx, row: Row[Any], now: float) -> None:
+    def _change_one(self, tx: Tx, statement: Executable, now: float) -> Row[Any] | None:
+        """Run an UPDATE of one run that returns :data:`CHANGE_COLUMNS`; record the change
+        if it applied. Returns the row, or None if no run matched."""
+        row = tx.conn.execute(statement).first()
+        if row is not None:
+            self._changed(tx, row, now)
+        return row
+
+    def _changed(self, tx: Tx, row: Row[Any], now: float) -> None:
         """Record a change of a run that ``row`` (:data:`CHANGE_COLUMNS`) describes."""
         status = Status(row.status)
-        queued = bool(row.webhook_url) and await self._queue_webhook(tx.conn, row, status, now)
+        delivery = self._queue_webhook(tx.conn, row, status, now) if row.webhook_url else None
         snapshot = RunRecord.from_row({**row._mapping, "request": {}})
-        change = RunChange(row.id, row.seq, status, row.backend, webhook=queued, run=snapshot)
+        change = RunChange(
+            row.id,
+            row.seq,
+            status,
+            row.backend,
+            webhook=delivery is not None,
+            run=snapshot,
+            delivery=delivery,
+        )
         if self.dialect == "postgresql":
-            await tx.conn.execute(select(func.pg_notify(CHANNEL, payload(change))))
+            tx.conn.execute(select(func.pg_notify(CHANNEL, payload(change))))
         tx.changes.append(change)
 
-    async def _queue_webhook(
-        self, conn: AsyncConnection, row: Row[Any], status: Status, now: float
-    ) -> bool:
-        """Write the delivery this change calls for, if any; True if one was written."""
+    def _queue_webhook(
+        self, conn: Connection, row: Row[Any], status: Status, now: float
+    ) -> DeliveryRecord | None:
+        """Write the delivery this change calls for, if any. Where this process sends
+        webhooks (:attr:`sender`), the delivery is leased to it from the start: it goes out
+        at once, without a claim; should the process die, the lease runs out and any
+        sender takes it."""
         kind = webhooks.event_type(status, started_now=row.started_at == now)
         if kind is None or kind not in webhooks.decode_events(row.webhook_events):
-            return False
+            return None
         if kind == webhooks.PROGRESS:
             last = (
-                await conn.execute(
+                conn.execute(
                     select(func.max(webhook_deliveries.c.created_at)).where(
                         webhook_deliveries.c.run_id == row.id,
                         webhook_deliveries.c.type == webhooks.PROGRESS,
@@ -120,20 +183,22 @@ class StoreBase:
                 )
             ).scalar()
             if last is not None and now - last < webhooks.PROGRESS_EVERY_S:
-                return False
-        await conn.execute(
-            insert(webhook_deliveries).values(
-                id=new_message_id(),
-                run_id=row.id,
-                api_key_id=row.api_key_id,
-                type=kind,
-                url=row.webhook_url,
-                seq=row.seq,
-                created_at=now,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                log=[],
-            )
-        )
-        return True
+                return None
+        owner, lease_s = self.sender or (None, 0.0)
+        values = {
+            "id": new_message_id(),
+            "run_id": row.id,
+            "api_key_id": row.api_key_id,
+            "type": kind,
+            "url": row.webhook_url,
+            "seq": row.seq,
+            "created_at": now,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "log": [],
+            "lease_owner": owner,
+            "lease_expires_at": now + lease_s if owner else None,
+        }
+        conn.execute(insert(webhook_deliveries).values(**values))
+        return DeliveryRecord.from_row(values)

@@ -34,90 +34,80 @@ class ClaimVerbs(StoreBase):
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(runs)
-                .where(runs.c.id == candidate, claimable)
-                .values(
-                    status=Status.IN_PROGRESS.value,
-                    lease_owner=owner,
-                    lease_expires_at=now + lease_s,
-                    attempts=runs.c.attempts + 1,
-                    started_at=func.coalesce(runs.c.started_at, now),
-                    updated_at=now,
-                    **self._bump(),
-                )
-                .returning(*runs.c)
+        statement = (
+            update(runs)
+            .where(runs.c.id == candidate, claimable)
+            .values(
+                status=Status.IN_PROGRESS.value,
+                lease_owner=owner,
+                lease_expires_at=now + lease_s,
+                attempts=runs.c.attempts + 1,
+                started_at=func.coalesce(runs.c.started_at, now),
+                updated_at=now,
+                **self._bump(),
             )
-            row = result.first()
-            if row is None:
-                return None
-            await self._changed(tx, row, now)
-        return RunRecord.from_row(row._mapping)
+            .returning(*runs.c)
+        )
+        row = await self._write(lambda tx: self._change_one(tx, statement, now))
+        return RunRecord.from_row(row._mapping) if row is not None else None
 
     async def heartbeat(self, owner: str, run_ids: Collection[str], lease_s: float) -> set[str]:
         """Renew this owner's leases; returns the ids it still holds (a run cancelled or
         taken over meanwhile is missing, and its work should stop)."""
         if not run_ids:
             return set()
-        now = time.time()
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(runs)
-                .where(
-                    runs.c.id.in_(list(run_ids)),
-                    runs.c.lease_owner == owner,
-                    runs.c.status == Status.IN_PROGRESS.value,
-                )
-                .values(lease_expires_at=now + lease_s)
-                .returning(runs.c.id)
+        statement = (
+            update(runs)
+            .where(
+                runs.c.id.in_(list(run_ids)),
+                runs.c.lease_owner == owner,
+                runs.c.status == Status.IN_PROGRESS.value,
             )
-            return {r.id for r in result}
+            .values(lease_expires_at=time.time() + lease_s)
+            .returning(runs.c.id)
+        )
+        rows = await self._write(lambda tx: tx.conn.execute(statement).all())
+        return {r.id for r in rows}
 
     async def renew(self, owner: str, run_ids: Collection[str], lease_s: float) -> None:
         """Extend this owner's leases whatever the runs' status (remote operations)."""
         if not run_ids:
             return
-        async with self._write() as tx:
-            await tx.conn.execute(
-                update(runs)
-                .where(runs.c.id.in_(list(run_ids)), runs.c.lease_owner == owner)
-                .values(lease_expires_at=time.time() + lease_s)
-            )
+        statement = (
+            update(runs)
+            .where(runs.c.id.in_(list(run_ids)), runs.c.lease_owner == owner)
+            .values(lease_expires_at=time.time() + lease_s)
+        )
+        await self._write(lambda tx: tx.conn.execute(statement))
 
     async def release(self, owner: str, run_ids: Collection[str]) -> None:
         """Give runs back (graceful shutdown): their leases expire now, so any worker may
         take them at once."""
         if not run_ids:
             return
-        async with self._write() as tx:
-            await tx.conn.execute(
-                update(runs)
-                .where(
-                    runs.c.id.in_(list(run_ids)),
-                    runs.c.lease_owner == owner,
-                    runs.c.status == Status.IN_PROGRESS.value,
-                )
-                .values(lease_expires_at=0.0, attempts=runs.c.attempts - 1)
+        statement = (
+            update(runs)
+            .where(
+                runs.c.id.in_(list(run_ids)),
+                runs.c.lease_owner == owner,
+                runs.c.status == Status.IN_PROGRESS.value,
             )
+            .values(lease_expires_at=0.0, attempts=runs.c.attempts - 1)
+        )
+        await self._write(lambda tx: tx.conn.execute(statement))
 
     async def update_running(self, run_id: str, owner: str, **values: Any) -> bool:
         """Change fields of a run this owner holds (progress, provider job...): a change
         that clients are told of."""
         now = time.time()
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(runs)
-                .where(
-                    runs.c.id == run_id,
-                    runs.c.lease_owner == owner,
-                    runs.c.status == Status.IN_PROGRESS.value,
-                )
-                .values(updated_at=now, **self._bump(), **values)
-                .returning(*CHANGE_COLUMNS)
+        statement = (
+            update(runs)
+            .where(
+                runs.c.id == run_id,
+                runs.c.lease_owner == owner,
+                runs.c.status == Status.IN_PROGRESS.value,
             )
-            row = result.first()
-            if row is None:
-                return False
-            await self._changed(tx, row, now)
-            return True
+            .values(updated_at=now, **self._bump(), **values)
+            .returning(*CHANGE_COLUMNS)
+        )
+        return await self._write(lambda tx: self._change_one(tx, statement, now)) is not None

@@ -52,20 +52,19 @@ class KeyVerbs(StoreBase):
             "webhook_secret_rotated_at": None,
         }
         try:
-            async with self._write() as tx:
-                await tx.conn.execute(insert(api_keys).values(**row))
+            await self._write(lambda tx: tx.conn.execute(insert(api_keys).values(**row)))
         except IntegrityError:
             raise KeyNameTaken(f"an API key named {name!r} exists already") from None
         return KeyRecord.from_row(row), secret
 
     async def list_keys(self) -> list[KeyRecord]:
-        async with self._read() as conn:
-            rows = await conn.execute(select(api_keys).order_by(api_keys.c.created_at))
-            return [KeyRecord.from_row(r._mapping) for r in rows]
+        query = select(api_keys).order_by(api_keys.c.created_at)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [KeyRecord.from_row(r._mapping) for r in rows]
 
     async def get_key(self, name_or_id: str) -> KeyRecord:
-        async with self._read() as conn:
-            row = (await conn.execute(select(api_keys).where(_by_name_or_id(name_or_id)))).first()
+        query = select(api_keys).where(_by_name_or_id(name_or_id))
+        row = await self._read(lambda conn: conn.execute(query).first())
         if row is None:
             raise KeyNotFound(f"no API key named {name_or_id!r}")
         return KeyRecord.from_row(row._mapping)
@@ -88,14 +87,13 @@ class KeyVerbs(StoreBase):
         return await self._update_key(name_or_id, webhook_url=url)
 
     async def _update_key(self, name_or_id: str, **values: object) -> KeyRecord:
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(api_keys)
-                .where(_by_name_or_id(name_or_id))
-                .values(**values)
-                .returning(*api_keys.c)
-            )
-            row = result.first()
+        statement = (
+            update(api_keys)
+            .where(_by_name_or_id(name_or_id))
+            .values(**values)
+            .returning(*api_keys.c)
+        )
+        row = await self._write(lambda tx: tx.conn.execute(statement).first())
         if row is None:
             raise KeyNotFound(f"no API key named {name_or_id!r}")
         return KeyRecord.from_row(row._mapping)
@@ -104,10 +102,8 @@ class KeyVerbs(StoreBase):
         """The live key whose secret this is, or None. The lookup is by hash; the final
         comparison is constant-time."""
         digest = hash_key(secret)
-        async with self._read() as conn:
-            row = (
-                await conn.execute(select(api_keys).where(api_keys.c.key_hash == digest))
-            ).first()
+        query = select(api_keys).where(api_keys.c.key_hash == digest)
+        row = await self._read(lambda conn: conn.execute(query).first())
         if row is None or row.revoked_at is not None:
             return None
         if not hmac.compare_digest(row.key_hash, digest):

@@ -104,10 +104,12 @@ class DeliveryRecord:
     last_status_code: int | None = None
     last_error: str | None = None
     delivered_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> DeliveryRecord:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row})
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,14 @@ class RemoteVerbs(StoreBase):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(runs)
-                .where(runs.c.id.in_(candidates.scalar_subquery()), free)
-                .values(lease_owner=owner, lease_expires_at=now + lease_s)
-                .returning(*runs.c)
-            )
-            return [RunRecord.from_row(r._mapping) for r in result]
+        statement = (
+            update(runs)
+            .where(runs.c.id.in_(candidates.scalar_subquery()), free)
+            .values(lease_owner=owner, lease_expires_at=now + lease_s)
+            .returning(*runs.c)
+        )
+        rows = await self._write(lambda tx: tx.conn.execute(statement).all())
+        return [RunRecord.from_row(r._mapping) for r in rows]
 
     async def remote_update(
         self,
@@ -93,16 +93,12 @@ class RemoteVerbs(StoreBase):
         publishing = (to is not None) if publish is None else publish
         if publishing:
             changes.update(self._bump())
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status.in_(allowed))
-                .values(**changes)
-                .returning(*CHANGE_COLUMNS)
-            )
-            row = result.first()
-            if row is None:
-                return False
-            if publishing:
-                await self._changed(tx, row, now)
-            return True
+        statement = (
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status.in_(allowed))
+            .values(**changes)
+            .returning(*CHANGE_COLUMNS)
+        )
+        if publishing:
+            return await self._write(lambda tx: self._change_one(tx, statement, now)) is not None
+        return await self._write(lambda tx: tx.conn.execute(statement).first()) is not None

@@ -6,12 +6,12 @@ import time
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidgate.events.hub import RunChange
 from vidgate.runs.status import TERMINAL, Status, sources_of
-from vidgate.store.base import StoreBase
+from vidgate.store.base import StoreBase, Tx
 from vidgate.store.errors import IdempotencyConflict, NotFound
 from vidgate.store.records import NewRun, RunRecord
 from vidgate.store.schema import runs
@@ -22,96 +22,80 @@ class RunVerbs(StoreBase):
         """Persist a new run. With an idempotency key seen within the TTL, returns the first
         run instead (``created`` is False), or raises IdempotencyConflict if the body differs."""
         now = time.time()
+
+        def write(tx: Tx) -> tuple[RunRecord, bool]:
+            if new.idempotency_key is not None:
+                existing = _by_idempotency_key(tx.conn, new)
+                if existing is not None:
+                    if existing.created_at >= now - idempotency_ttl_s:
+                        if existing.request_hash != new.request_hash:
+                            raise IdempotencyConflict(
+                                "this Idempotency-Key was already used with a different "
+                                "request body; use a new key for a new request"
+                            )
+                        return existing, False
+                    tx.conn.execute(
+                        update(runs).where(runs.c.id == existing.id).values(idempotency_key=None)
+                    )
+            row = {
+                **new.__dict__,
+                "status": Status.IN_QUEUE.value,
+                "created_at": now,
+                "updated_at": now,
+                "attempts": 0,
+                "is_nsfw": False,
+                "seq": 1,
+                "rev": self._next_rev(),
+            }
+            result = tx.conn.execute(insert(runs).values(**row).returning(*runs.c))
+            run = RunRecord.from_row(result.one()._mapping)
+            tx.changes.append(RunChange(run.id, run.seq, run.status, run.backend))
+            return run, True
+
         for _ in range(3):
             try:
-                async with self._write() as tx:
-                    if new.idempotency_key is not None:
-                        existing = await self._by_idempotency_key(tx.conn, new)
-                        if existing is not None:
-                            if existing.created_at >= now - idempotency_ttl_s:
-                                if existing.request_hash != new.request_hash:
-                                    raise IdempotencyConflict(
-                                        "this Idempotency-Key was already used with a different "
-                                        "request body; use a new key for a new request"
-                                    )
-                                return existing, False
-                            await tx.conn.execute(
-                                update(runs)
-                                .where(runs.c.id == existing.id)
-                                .values(idempotency_key=None)
-                            )
-                    row = {
-                        **new.__dict__,
-                        "status": Status.IN_QUEUE.value,
-                        "created_at": now,
-                        "updated_at": now,
-                        "attempts": 0,
-                        "is_nsfw": False,
-                        "seq": 1,
-                        "rev": self._next_rev(),
-                    }
-                    result = await tx.conn.execute(insert(runs).values(**row).returning(*runs.c))
-                    run = RunRecord.from_row(result.one()._mapping)
-                    tx.changes.append(RunChange(run.id, run.seq, run.status, run.backend))
-                    return run, True
+                return await self._write(write)
             except IntegrityError:
                 # A concurrent submit with the same idempotency key won; read its run.
                 if new.idempotency_key is None:
                     raise
         raise IdempotencyConflict("this Idempotency-Key is being used concurrently; retry")
 
-    async def _by_idempotency_key(self, conn: AsyncConnection, new: NewRun) -> RunRecord | None:
-        row = (
-            await conn.execute(
-                select(runs).where(
-                    runs.c.api_key_id == new.api_key_id,
-                    runs.c.idempotency_key == new.idempotency_key,
-                )
-            )
-        ).first()
-        return RunRecord.from_row(row._mapping) if row else None
-
     async def get(self, run_id: str, api_key_id: str | None = None) -> RunRecord:
         """The run; NotFound if it does not exist or belongs to another key."""
         query = select(runs).where(runs.c.id == run_id)
         if api_key_id is not None:
             query = query.where(runs.c.api_key_id == api_key_id)
-        async with self._read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._read(lambda conn: conn.execute(query).first())
         if row is None:
             raise NotFound(f"no run {run_id!r}")
         return RunRecord.from_row(row._mapping)
 
     async def changes_of(self, run_ids: set[str]) -> list[RunChange]:
         """The current sequence number and status of these runs (a feed catching up)."""
-        async with self._read() as conn:
-            rows = await conn.execute(
-                select(runs.c.id, runs.c.seq, runs.c.status, runs.c.backend).where(
-                    runs.c.id.in_(list(run_ids))
-                )
-            )
-            return [RunChange(r.id, r.seq, Status(r.status), r.backend) for r in rows]
+        query = select(runs.c.id, runs.c.seq, runs.c.status, runs.c.backend).where(
+            runs.c.id.in_(list(run_ids))
+        )
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [RunChange(r.id, r.seq, Status(r.status), r.backend) for r in rows]
 
     async def queue_position(self, run: RunRecord) -> int:
         """How many queued runs of the same backend are ahead of this one (0 = next)."""
-        async with self._read() as conn:
-            count = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(runs)
-                    .where(
-                        runs.c.status == Status.IN_QUEUE.value,
-                        runs.c.backend == run.backend,
-                        runs.c.created_at < run.created_at,
-                    )
-                )
-            ).scalar_one()
-        return int(count)
+        query = (
+            select(func.count())
+            .select_from(runs)
+            .where(
+                runs.c.status == Status.IN_QUEUE.value,
+                runs.c.backend == run.backend,
+                runs.c.created_at < run.created_at,
+            )
+        )
+        return int(await self._read(lambda conn: conn.execute(query).scalar_one()))
 
     async def count_by_status(self) -> dict[str, int]:
-        async with self._read() as conn:
-            rows = await conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status))
-            return {r[0]: int(r[1]) for r in rows}
+        query = select(runs.c.status, func.count()).group_by(runs.c.status)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return {r[0]: int(r[1]) for r in rows}
 
     async def transition(
         self,
@@ -134,15 +118,9 @@ class RunVerbs(StoreBase):
         changes: dict[str, Any] = {"status": to.value, "updated_at": now, **self._bump(), **values}
         if to in TERMINAL:
             changes.update(completed_at=now, lease_owner=None, lease_expires_at=None)
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(runs).where(*conditions).values(**changes).returning(*runs.c)
-            )
-            row = result.first()
-            if row is None:
-                return None
-            await self._changed(tx, row, now)
-        return RunRecord.from_row(row._mapping)
+        statement = update(runs).where(*conditions).values(**changes).returning(*runs.c)
+        row = await self._write(lambda tx: self._change_one(tx, statement, now))
+        return RunRecord.from_row(row._mapping) if row is not None else None
 
     async def cancel(self, run_id: str, api_key_id: str) -> RunRecord:
         """Cancel a queued or running run; a terminal run is returned as it is. A run with
@@ -154,3 +132,13 @@ class RunVerbs(StoreBase):
             run_id, Status.CANCELLED, api_key_id=api_key_id, next_poll_at=due_now
         )
         return run if run is not None else await self.get(run_id, api_key_id)
+
+
+def _by_idempotency_key(conn: Connection, new: NewRun) -> RunRecord | None:
+    row = conn.execute(
+        select(runs).where(
+            runs.c.api_key_id == new.api_key_id,
+            runs.c.idempotency_key == new.idempotency_key,
+        )
+    ).first()
+    return RunRecord.from_row(row._mapping) if row else None

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from vidgate.events.pg_feed import PostgresFeed
 from vidgate.events.sqlite_feed import SQLiteFeed
+from vidgate.store.base import READERS
 from vidgate.store.claims import ClaimVerbs
 from vidgate.store.keys import KEY_PREFIX, KeyVerbs, hash_key
 from vidgate.store.migrate import upgrade
@@ -36,15 +37,23 @@ from vidgate.store.webhooks import WebhookVerbs
 __all__ = ["KEY_PREFIX", "SQLStore", "hash_key"]
 
 
-def _sqlite_engine(url: str) -> AsyncEngine:
-    parsed = make_url(url)
+def _sqlite_engine(url: str) -> Engine:
+    """A plain (synchronous) engine: the store runs SQLite transactions in threads of its
+    own, each in one go (see :class:`~vidgate.store.base.StoreBase`). ``sqlite+aiosqlite``
+    URLs are accepted and mean the same database."""
+    parsed = make_url(url).set(drivername="sqlite")
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     # Connections go back to the pool without a ROLLBACK: writes always end in COMMIT or
     # ROLLBACK, and reads run outside any transaction (below).
-    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
+    engine = create_engine(
+        parsed,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=READERS + 2,
+        pool_reset_on_return=None,
+    )
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" hook below issue BEGIN itself.
         dbapi_connection.isolation_level = None
@@ -54,7 +63,7 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
         if options.get("vidgate_read", False):
@@ -89,23 +98,27 @@ class SQLStore(KeyVerbs, RunVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> SQLStore:
-        engine = (
-            _sqlite_engine(url)
-            if url.startswith("sqlite")
-            else create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-        )
-        store = cls(engine)
+        if url.startswith("sqlite"):
+            store = cls(sync_engine=_sqlite_engine(url))
+        else:
+            engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            store = cls(async_engine=engine)
         if migrate:
-            async with store._writer.begin() as conn:
-                await conn.run_sync(upgrade)
+            await store._write(lambda tx: upgrade(tx.conn))
         return store
+
+    @property
+    def url(self) -> URL:
+        engine = self._sync if self._sync is not None else self._async
+        assert engine is not None
+        return engine.url
 
     async def listen(self) -> None:
         """Hear of changes that other processes make, from now on (a long-running process
         calls this once; a CLI command need not)."""
         if self._feed is not None:
             return
-        url = self.engine.url
+        url = self.url
         if self.dialect == "sqlite":
             if not url.database or url.database == ":memory:":
                 return  # nobody else can write to it
@@ -118,4 +131,4 @@ class SQLStore(KeyVerbs, RunVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
     async def close(self) -> None:
         if self._feed is not None:
             await self._feed.close()
-        await self.engine.dispose()
+        await self._dispose()

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from vidgate.store.base import StoreBase
+from vidgate.store.base import StoreBase, Tx
 from vidgate.store.errors import DeliveryInFlight
 from vidgate.store.records import DeliveryRecord
 from vidgate.store.schema import webhook_deliveries as wd
@@ -37,14 +37,14 @@ class WebhookVerbs(StoreBase):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(wd)
-                .where(wd.c.id.in_(candidates.scalar_subquery()), free)
-                .values(lease_owner=owner, lease_expires_at=now + lease_s)
-                .returning(*wd.c)
-            )
-            return [DeliveryRecord.from_row(r._mapping) for r in result]
+        statement = (
+            update(wd)
+            .where(wd.c.id.in_(candidates.scalar_subquery()), free)
+            .values(lease_owner=owner, lease_expires_at=now + lease_s)
+            .returning(*wd.c)
+        )
+        rows = await self._write(lambda tx: tx.conn.execute(statement).all())
+        return [DeliveryRecord.from_row(r._mapping) for r in rows]
 
     async def record_attempt(
         self,
@@ -71,32 +71,28 @@ class WebhookVerbs(StoreBase):
         }
         if status == DELIVERED:
             values["delivered_at"] = attempt["at"]
-        async with self._write() as tx:
-            result = await tx.conn.execute(
-                update(wd).where(wd.c.id == delivery.id, wd.c.lease_owner == owner).values(**values)
-            )
-            return bool(result.rowcount)
+        statement = (
+            update(wd).where(wd.c.id == delivery.id, wd.c.lease_owner == owner).values(**values)
+        )
+        return bool(await self._write(lambda tx: tx.conn.execute(statement).rowcount))
 
     async def deliveries_of(self, run_id: str) -> list[DeliveryRecord]:
-        async with self._read() as conn:
-            rows = await conn.execute(
-                select(wd).where(wd.c.run_id == run_id).order_by(wd.c.created_at, wd.c.id)
-            )
-            return [DeliveryRecord.from_row(r._mapping) for r in rows]
+        query = select(wd).where(wd.c.run_id == run_id).order_by(wd.c.created_at, wd.c.id)
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return [DeliveryRecord.from_row(r._mapping) for r in rows]
 
     async def redeliver(self, run_id: str) -> DeliveryRecord | None:
         """Send the run's newest delivery again, now, with the same ``webhook-id`` (None: the
         run has no delivery yet). Raises DeliveryInFlight while an attempt is being made:
         its outcome is about to be recorded, and a second send would overlap it."""
         now = time.time()
-        async with self._write() as tx:
-            row = (
-                await tx.conn.execute(
-                    select(wd.c.id, wd.c.lease_expires_at)
-                    .where(wd.c.run_id == run_id)
-                    .order_by(wd.c.created_at.desc(), wd.c.id.desc())
-                    .limit(1)
-                )
+
+        def write(tx: Tx) -> DeliveryRecord | None:
+            row = tx.conn.execute(
+                select(wd.c.id, wd.c.lease_expires_at)
+                .where(wd.c.run_id == run_id)
+                .order_by(wd.c.created_at.desc(), wd.c.id.desc())
+                .limit(1)
             ).first()
             if row is None:
                 return None
@@ -105,22 +101,24 @@ class WebhookVerbs(StoreBase):
                     f"an attempt to deliver {row.id} is being made right now; "
                     "look at the log and try again in a few seconds"
                 )
-            result = await tx.conn.execute(
+            updated = tx.conn.execute(
                 update(wd)
                 .where(wd.c.id == row.id)
                 .values(
                     status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None
                 )
                 .returning(*wd.c)
-            )
-            return DeliveryRecord.from_row(result.one()._mapping)
+            ).one()
+            return DeliveryRecord.from_row(updated._mapping)
+
+        return await self._write(write)
 
     async def release_deliveries(self, owner: str) -> None:
         """Give back this owner's leased deliveries (a sender stopping): an attempt cut off
         is made again at once by whichever sender looks next, not after its lease."""
-        async with self._write() as tx:
-            await tx.conn.execute(
-                update(wd)
-                .where(wd.c.lease_owner == owner, wd.c.status == PENDING)
-                .values(lease_owner=None, lease_expires_at=None)
-            )
+        statement = (
+            update(wd)
+            .where(wd.c.lease_owner == owner, wd.c.status == PENDING)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+        await self._write(lambda tx: tx.conn.execute(statement))
