@@ -70,3 +70,22 @@ async def test_a_postgres_listener_catches_up_after_losing_its_connection(
         await admin.close()
         await listening.close()
         await other.close()
+
+
+def test_a_change_echoed_before_it_is_published_still_hands_over_its_delivery() -> None:
+    """The feed may echo a change made here before the change itself is published (threads
+    race): waiters are told once, and the sender still gets the delivery it queued."""
+    from vidgate.events import RunChange, RunEvents
+    from vidgate.store.records import DeliveryRecord
+
+    events = RunEvents()
+    heard: list[RunChange | None] = []
+    events.add_listener(heard.append)
+    delivery = DeliveryRecord(
+        "msg_1", "vid_1", "key", "video.completed", "u", 3, 0.0, "pending", 0, []
+    )
+    echo = RunChange("vid_1", 3, Status.COMPLETED, "fal", webhook=True)
+    events.publish(echo)
+    events.publish(RunChange("vid_1", 3, Status.COMPLETED, "fal", webhook=True, delivery=delivery))
+    events.publish(echo)  # and a late echo is dropped
+    assert [c.delivery for c in heard if c] == [None, delivery]

@@ -55,7 +55,7 @@ async def submit_testcard_run(store: SQLStore, prompt: str) -> RunRecord:
 
 
 async def test_graceful_stop_releases_leases(tmp_path: Path) -> None:
-    store = await SQLStore.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    store = await SQLStore.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     run = await submit_testcard_run(store, "sandbox:slow=30 long")
     worker = LocalWorker(
         store,
@@ -103,7 +103,7 @@ class _LateBackend:
 async def test_a_worker_that_lost_its_lease_cannot_touch_the_finished_video(
     tmp_path: Path,
 ) -> None:
-    store = await SQLStore.open(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    store = await SQLStore.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     storage = LocalStorage(tmp_path / "files", b"s" * 32)
     run = await submit_testcard_run(store, "contested")
     # A holds a 1 s lease it never renews, and finishes 4 s late; B takes over and completes.
@@ -112,7 +112,8 @@ async def test_a_worker_that_lost_its_lease_cannot_touch_the_finished_video(
         storage,
         CATALOG,
         {"testcard": _LateBackend(4.0)},
-        WorkerSettings(lease_s=1, heartbeat_s=1000, idle_poll_s=0.05),
+        # One slot, busy with the run: A cannot take the run back itself once its lease lapses.
+        WorkerSettings(lease_s=1, heartbeat_s=1000, idle_poll_s=0.05, concurrency=1),
         tmp_path / "work-a",  # two machines sharing storage
         owner="A",
     )
@@ -138,7 +139,7 @@ async def test_a_worker_that_lost_its_lease_cannot_touch_the_finished_video(
             if done.status is Status.COMPLETED:
                 break
             await asyncio.sleep(0.05)
-        assert done.status is Status.COMPLETED and done.lease_owner is None
+        assert done.status is Status.COMPLETED and done.lease_owner is None, done.error
         await asyncio.sleep(4.5)  # A finishes now, and loses
         final = await store.get(run.id)
         assert final.output_key == done.output_key

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from vidgate.runs.status import Status
-from vidgate.store.records import RunRecord
+from vidgate.store.records import DeliveryRecord, RunRecord
 
 log = logging.getLogger("vidgate.events")
 
@@ -37,6 +37,8 @@ class RunChange:
     run: RunRecord | None = field(default=None, compare=False, repr=False)
     """The run as committed, without its request, when the change was made in this process
     (a waiter here need not read it again); None when it came from another process."""
+    delivery: DeliveryRecord | None = field(default=None, compare=False, repr=False)
+    """The webhook delivery this change queued, when made in this process."""
 
 
 Listener = Callable[[RunChange | None], None]
@@ -124,8 +126,11 @@ class RunEvents:
     def publish(self, change: RunChange) -> None:
         """Tell every waiter of the run and every listener, unless this change (or a newer
         one of the run) was told already."""
-        if self._seen.get(change.run_id, 0) >= change.seq:
+        seen = self._seen.get(change.run_id, 0)
+        if seen > change.seq or (seen == change.seq and change.delivery is None):
             return
+        # Equal: the feed's echo of a change made here came first; the change itself still
+        # tells listeners of the delivery it queued (the sender sends it at once).
         self._seen[change.run_id] = change.seq
         self._seen.move_to_end(change.run_id)
         if len(self._seen) > self._remember:

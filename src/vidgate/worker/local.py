@@ -115,6 +115,11 @@ class LocalWorker:
             await sleep_until(self.settings.idle_poll_s, stop, self._wake)
 
     def _start(self, run: RunRecord) -> None:
+        if run.id in self._active:
+            # Our own lease lapsed (a stalled heartbeat) and we took the run again: it is
+            # still being rendered here, under the lease the claim just renewed.
+            event(log, "run.reclaimed_while_running", run_id=run.id)
+            return
         task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
         self._active[run.id] = task
         task.add_done_callback(functools.partial(self._finished, run.id))

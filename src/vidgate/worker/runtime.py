@@ -68,7 +68,7 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
             elif change.status in (Status.IN_QUEUE, Status.CANCELLED):
                 poller.wake()
             if change.webhook:
-                sender.wake()
+                sender.wake(change)
 
         store.events.add_listener(on_change)
         try:

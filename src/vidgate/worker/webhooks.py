@@ -12,6 +12,7 @@ every attempt: a host that now resolves inside the network is refused.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -21,10 +22,11 @@ from typing import Any
 import httpx
 
 from vidgate.config import ServerSettings, WebhookSettings
+from vidgate.events.hub import RunChange
 from vidgate.logs import event
 from vidgate.netguard import UnsafeTarget, check_public
 from vidgate.storage.local import LocalStorage
-from vidgate.store.records import DeliveryRecord, KeyRecord
+from vidgate.store.records import DeliveryRecord, KeyRecord, RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.store.webhooks import DELIVERED, FAILED, GONE, PENDING
 from vidgate.views import iso, status_body
@@ -37,6 +39,7 @@ IDLE_S = 1.0
 LEASE_S = 60.0
 USER_AGENT = "vidgate-webhooks"
 KEY_CACHE_S = 5.0
+SNAPSHOTS_KEPT = 10_000
 
 
 def retry_delay_s(attempts: int, settings: WebhookSettings) -> float:
@@ -76,9 +79,24 @@ class WebhookSender:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._keys: dict[str, tuple[KeyRecord, float]] = {}
+        self._snapshots: dict[str, RunRecord] = {}
+        self._ready: collections.deque[DeliveryRecord] = collections.deque()
+        self._look = True  # look in the outbox (at start: whatever is pending)
 
-    def wake(self) -> None:
-        """Look for due deliveries now (a run changed; it may have queued one)."""
+    def wake(self, change: RunChange | None = None) -> None:
+        """A run changed and may have queued a delivery. One queued by this process comes
+        leased to this sender and is sent at once; one queued elsewhere (or a resync) makes
+        the sender look in the outbox. A change made here also carries the run as
+        committed, from which the body is rendered without reading the run again."""
+        delivery = change.delivery if change is not None else None
+        if delivery is not None and delivery.lease_owner == self.owner:
+            self._ready.append(delivery)
+        else:
+            self._look = True
+        if change is not None and change.run is not None:
+            if len(self._snapshots) >= SNAPSHOTS_KEPT:
+                self._snapshots.pop(next(iter(self._snapshots)))
+            self._snapshots[change.run_id] = change.run
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -86,25 +104,29 @@ class WebhookSender:
         async with httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, trust_env=False, transport=self.transport
         ) as http:
+            self.store.sender = (self.owner, LEASE_S)  # new deliveries come leased to us
             try:
                 while not stop.is_set():
-                    self._wake.clear()  # before the claim: a wake-up during it is not lost
+                    self._wake.clear()  # before looking: a wake-up meanwhile is not lost
+                    while self._ready and len(self._tasks) < self.settings.concurrency:
+                        self._send(http, self._ready.popleft())
                     free = self.settings.concurrency - len(self._tasks)
-                    batch: list[DeliveryRecord] = []
-                    if free > 0:
+                    if self._look and free > 0:
+                        self._look = False
                         try:
-                            batch = await self.store.claim_deliveries(self.owner, free, LEASE_S)
+                            claimed = await self.store.claim_deliveries(self.owner, free, LEASE_S)
                         except Exception:
                             log.exception("webhook.claim_failed")
-                    for delivery in batch:
-                        task = asyncio.create_task(self._deliver(http, delivery))
-                        self._tasks.add(task)
-                        task.add_done_callback(self._done)
-                    if free > 0 and len(batch) == free:
-                        continue  # more may be due
+                            claimed = []
+                        for delivery in claimed:
+                            self._send(http, delivery)
+                        self._look = len(claimed) == free  # more may be due
                     await sleep_until(IDLE_S, stop, self._wake)
+                    if not self._wake.is_set():  # a quiet second: look for due retries
+                        self._look = True
             finally:
-                # Attempts cut off here are handed back, to be made again at once.
+                self.store.sender = None
+                # Attempts cut off here, and deliveries not yet sent, are handed back.
                 for task in list(self._tasks):
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -112,6 +134,11 @@ class WebhookSender:
                     await self.store.release_deliveries(self.owner)
                 except Exception:
                     log.exception("webhook.release_failed")
+
+    def _send(self, http: httpx.AsyncClient, delivery: DeliveryRecord) -> None:
+        task = asyncio.create_task(self._deliver(http, delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -172,7 +199,13 @@ class WebhookSender:
         return key
 
     async def _render(self, delivery: DeliveryRecord) -> str:
-        run = await self.store.get(delivery.run_id)
+        """The body, from the run as the change that queued the delivery left it (read
+        again if that is not at hand, e.g. the change was made by another process)."""
+        run = self._snapshots.get(delivery.run_id)
+        if run is not None and run.seq == delivery.seq:
+            del self._snapshots[delivery.run_id]
+        else:
+            run = await self.store.get(delivery.run_id)
         data = await status_body(
             self.store, self.storage, run, base=self.base, url_ttl_s=self.url_ttl_s
         )
