@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PGDIR := /tmp/vidgate-test-pg-$(shell id -u)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: serve test lint bench install clean
 
@@ -33,8 +34,11 @@ test: lint
 	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)' EXIT; \
 	VIDGATE_TEST_DATABASE_URL=$$url $(BIN)/pytest $(PYTEST_ARGS)
 
+## Benchmarks, each as a ratio to a baseline measured in the same run (see bench/).
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	@url=$$(scripts/postgres-for-tests.sh start $(PGDIR)-bench) || exit 1; \
+	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)-bench' EXIT; \
+	VIDGATE_BENCH_DATABASE_URL=$$url $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

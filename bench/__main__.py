@@ -173,7 +173,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per HTTP measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--runs", type=int, default=200, help="runs per push latency setup")
-    parser.add_argument("--in-flight", type=int, default=16, help="push latency: runs at once")
     parser.add_argument(
         "--only", choices=["http", "render", "push", "idle"], action="append", help="repeatable"
     )
@@ -185,7 +184,7 @@ def main() -> None:
     if "render" in chosen:
         render_bench()
     if "push" in chosen:
-        push.latency_bench(args.runs, os.environ.get("VIDGATE_BENCH_DATABASE_URL"), args.in_flight)
+        push.latency_bench(args.runs, os.environ.get("VIDGATE_BENCH_DATABASE_URL"))
     if "idle" in chosen:
         push.idle_bench(waiters=2000, streams=500)
 

@@ -35,6 +35,8 @@ import uvicorn
 from tests.providers import all_cases, provider_env, vidgate_config
 from tests.servers import VIDGATE, free_port, run_cli
 
+from bench.rawhttp import Connection
+
 BODY = {"model": "testcard-video", "resolution": "480p", "duration": 1}
 WEBHOOKS = """
 [webhooks]
@@ -132,7 +134,7 @@ def workload(name: str) -> Iterator[Workload]:
                 break
             time.sleep(0.1)
         case.server = types.SimpleNamespace(base_url=f"http://127.0.0.1:{port}")  # type: ignore[assignment]
-        config = vidgate_config([case], poll_s=0.25, extra=WEBHOOKS)
+        config = vidgate_config([case], poll_s=5.0, extra=WEBHOOKS)  # vidgate's default
         for quick in ("idle_poll_s = 0.05\n", "heartbeat_s = 0.2\n", "lease_s = 5\n"):
             config = config.replace(quick, "")  # the test suite's settings; use the defaults
         yield Workload("provider jobs (fal emulator)", case.model, config, provider_env([case]))
@@ -204,73 +206,83 @@ class Receiver:
         writer.close()
 
 
-async def long_poll(client: httpx.AsyncClient, base: str, run_id: str) -> tuple[float, float]:
-    while True:
-        response = await client.get(
-            base + "/api/video/status", params={"requestId": run_id, "waitSeconds": 50}
-        )
-        body = response.json()
-        if body["status"] == "completed":
-            return time.time(), epoch(body["completedAt"])
+def connect(base: str, key: str) -> Connection:
+    host, port = base.removeprefix("http://").split(":")
+    return Connection(host, int(port), {"x-api-key": key})
 
 
-async def plain_poll(client: httpx.AsyncClient, base: str, run_id: str) -> tuple[float, float]:
-    while True:
-        try:
-            response = await client.get(base + "/api/video/status", params={"requestId": run_id})
-        except httpx.TransportError:  # a kept-alive connection the server closed meanwhile
-            continue
-        body = response.json()
-        if body["status"] == "completed":
-            return time.time(), epoch(body["completedAt"])
-        await asyncio.sleep(5)
+async def long_poll(base: str, key: str, run_id: str) -> tuple[float, float]:
+    client = connect(base, key)
+    try:
+        while True:
+            _, body = await client.request(
+                "GET", "/api/video/status", {"requestId": run_id, "waitSeconds": 50}
+            )
+            if body["status"] == "completed":
+                return time.time(), epoch(body["completedAt"])
+    finally:
+        client.close()
 
 
-async def sse(client: httpx.AsyncClient, base: str, run_id: str) -> tuple[float, float]:
-    url = base + "/api/video/status/stream"
-    async with client.stream("GET", url, params={"requestId": run_id}) as response:
-        async for line in response.aiter_lines():
+async def plain_poll(base: str, key: str, run_id: str) -> tuple[float, float]:
+    client = connect(base, key)
+    try:
+        while True:
+            _, body = await client.request("GET", "/api/video/status", {"requestId": run_id})
+            if body["status"] == "completed":
+                return time.time(), epoch(body["completedAt"])
+            await asyncio.sleep(5)
+    finally:
+        client.close()
+
+
+async def sse(base: str, key: str, run_id: str) -> tuple[float, float]:
+    client = connect(base, key)
+    try:
+        async for line in client.lines("/api/video/status/stream", {"requestId": run_id}):
             if line.startswith("data:"):
                 body = json.loads(line[5:])
                 if body["status"] == "completed":
                     return time.time(), epoch(body["completedAt"])
+    finally:
+        client.close()
     raise RuntimeError("the stream ended before the run completed")
 
 
 async def latencies(
-    model: str, submit_base: str, wait_base: str, key: str, runs: int, in_flight: int
+    model: str, submit_base: str, wait_base: str, key: str, runs: int, every_s: float
 ) -> dict[str, list[float]]:
+    """Submit ``runs`` runs, one every ``every_s`` (steady arrivals, as clients send them,
+    rather than waves that all finish at once), and follow each by every method."""
     found: dict[str, list[float]] = {method: [] for method in METHODS}
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with (
-        Receiver() as receiver,
-        httpx.AsyncClient(headers={"x-api-key": key}, timeout=120, limits=limits) as client,
-    ):
-        slots = asyncio.Semaphore(in_flight)
+    async with Receiver() as receiver:
         webhook_url = f"http://127.0.0.1:{receiver.port}/hook"
 
         async def one(i: int) -> None:
-            async with slots:
-                response = await client.post(
-                    submit_base + "/api/generate-video",
-                    json={**BODY, "model": model, "prompt": f"push {i}", "webhookUrl": webhook_url},
-                )
-                assert response.status_code == 202, response.text
-                run_id = response.json()["runId"]
-                waits = await asyncio.gather(
-                    long_poll(client, wait_base, run_id),
-                    sse(client, wait_base, run_id),
-                    plain_poll(client, wait_base, run_id),
-                )
-                for method, (arrived, completed) in zip(
-                    ("long-poll", "sse", "poll every 5 s"), waits, strict=True
-                ):
-                    found[method].append(arrived - completed)
-                for _ in range(100):
-                    if run_id in receiver.arrived:
-                        break
-                    await asyncio.sleep(0.1)
-                found["webhook"].append(receiver.arrived[run_id] - waits[0][1])
+            await asyncio.sleep(i * every_s)
+            submitter = connect(submit_base, key)
+            status, body = await submitter.request(
+                "POST",
+                "/api/generate-video",
+                body={**BODY, "model": model, "prompt": f"push {i}", "webhookUrl": webhook_url},
+            )
+            submitter.close()
+            assert status == 202, body
+            run_id = body["runId"]
+            waits = await asyncio.gather(
+                long_poll(wait_base, key, run_id),
+                sse(wait_base, key, run_id),
+                plain_poll(wait_base, key, run_id),
+            )
+            for method, (arrived, completed) in zip(
+                ("long-poll", "sse", "poll every 5 s"), waits, strict=True
+            ):
+                found[method].append(arrived - completed)
+            for _ in range(100):
+                if run_id in receiver.arrived:
+                    break
+                await asyncio.sleep(0.1)
+            found["webhook"].append(receiver.arrived[run_id] - waits[0][1])
 
         await asyncio.gather(*(one(i) for i in range(runs)))
     return found
@@ -289,8 +301,13 @@ def report_latency(title: str, found: dict[str, list[float]]) -> None:
         )
 
 
-def latency_bench(runs: int, postgres_url: str | None, in_flight: int = 16) -> None:
-    for name in ("provider", "testcard"):
+WORKLOADS = {"provider": 0.25, "testcard": 0.4}
+"""Seconds between two submits: provider jobs take about 5.5 s (the emulator's queue and
+run, and vidgate's default 5 s poll); testcard renders take the worker's two slots."""
+
+
+def latency_bench(runs: int, postgres_url: str | None) -> None:
+    for name, every_s in WORKLOADS.items():
         with workload(name) as work:
             with (
                 tempfile.TemporaryDirectory() as tmp,
@@ -299,7 +316,7 @@ def latency_bench(runs: int, postgres_url: str | None, in_flight: int = 16) -> N
                     key,
                 ),
             ):
-                found = asyncio.run(latencies(work.model, bases[0], bases[0], key, runs, in_flight))
+                found = asyncio.run(latencies(work.model, bases[0], bases[0], key, runs, every_s))
             report_latency(f"{work.name}, SQLite, plain `vidgate serve`", found)
             if postgres_url is None:
                 print("\nPostgreSQL skipped: no VIDGATE_BENCH_DATABASE_URL (make bench sets it)")
@@ -308,7 +325,7 @@ def latency_bench(runs: int, postgres_url: str | None, in_flight: int = 16) -> N
                 tempfile.TemporaryDirectory() as tmp,
                 setup(Path(tmp), work, postgres_url, 2, True) as (bases, key),
             ):
-                found = asyncio.run(latencies(work.model, bases[0], bases[1], key, runs, in_flight))
+                found = asyncio.run(latencies(work.model, bases[0], bases[1], key, runs, every_s))
             report_latency(
                 f"{work.name}, PostgreSQL, 2 x `serve --no-worker` + `vidgate worker`, "
                 "waiting on the API that did not take the submit",

@@ -61,3 +61,10 @@ def test_invalid_configs_name_the_problem(tmp_path: Path, text: str, needle: str
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(config_file=tmp_path / "nope.toml", env={})
+
+
+def test_a_long_poll_bound_above_the_api_limit_is_refused_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "vidgate.toml"
+    config.write_text("[server]\nmax_wait_s = 300\n")
+    with pytest.raises(ConfigError, match=r"server\.max_wait_s"):
+        load_settings(config_file=config, env={})
