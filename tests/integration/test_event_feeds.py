@@ -89,3 +89,10 @@ def test_a_change_echoed_before_it_is_published_still_hands_over_its_delivery() 
     events.publish(RunChange("vid_1", 3, Status.COMPLETED, "fal", webhook=True, delivery=delivery))
     events.publish(echo)  # and a late echo is dropped
     assert [c.delivery for c in heard if c] == [None, delivery]
+    # Even when a newer change of the run was told first, the delivery is handed over.
+    heard.clear()
+    events.publish(RunChange("vid_1", 5, Status.COMPLETED, "fal", webhook=True))
+    events.publish(
+        RunChange("vid_1", 4, Status.IN_PROGRESS, "fal", webhook=True, delivery=delivery)
+    )
+    assert [(c.seq, c.delivery) for c in heard if c] == [(5, None), (4, delivery)]

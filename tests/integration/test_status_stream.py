@@ -65,8 +65,10 @@ def test_a_cut_stream_resumes_with_last_event_id_and_sees_each_change_once(
     ]
     assert statuses[-1] == "completed", statuses
     assert statuses == [s for s in ORDER if s in statuses], statuses  # each change once
-    # Resuming at the end of a finished run has nothing more to tell.
+    # Resuming at the end of a finished run has nothing more to tell: 204, which tells a
+    # browser's EventSource to stop reconnecting.
     with stream(live_server, run_id, **{"Last-Event-ID": str(ids[-1])}) as response:
+        assert response.status_code == 204
         assert [e for e in read_events(response) if e.data is not None] == []
 
 

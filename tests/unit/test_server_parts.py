@@ -93,3 +93,11 @@ def test_views_leave_out_what_does_not_apply() -> None:
     assert done["status"] == "completed" and done["videoUrl"] == "http://h/f"
     assert done["data"]["output"] == {"video": {"url": "http://h/f"}}
     assert done["error"] is None and None not in done["data"].values()
+
+
+async def test_a_webhook_url_that_is_not_a_valid_url_is_unsafe_not_an_error() -> None:
+    from vidgate.netguard import UnsafeTarget, check_public
+
+    for url in ("http://a..b/hook", "http://exa\u0000mple.com/", "http:///nohost"):
+        with pytest.raises(UnsafeTarget):
+            await check_public(url)

@@ -127,10 +127,13 @@ class RunEvents:
         """Tell every waiter of the run and every listener, unless this change (or a newer
         one of the run) was told already."""
         seen = self._seen.get(change.run_id, 0)
-        if seen > change.seq or (seen == change.seq and change.delivery is None):
+        if seen >= change.seq:
+            # Told already, or older than what was told: waiters have nothing new. But a
+            # change made here may come after its feed echo (or a newer change's): it still
+            # hands the delivery it queued to the sender.
+            if change.delivery is not None:
+                self._notify(change)
             return
-        # Equal: the feed's echo of a change made here came first; the change itself still
-        # tells listeners of the delivery it queued (the sender sends it at once).
         self._seen[change.run_id] = change.seq
         self._seen.move_to_end(change.run_id)
         if len(self._seen) > self._remember:

@@ -63,13 +63,12 @@ class PostgresFeed:
 
     async def _run(self) -> None:
         failures = 0
-        first = True
         while True:
             try:
                 connection = await asyncpg.connect(
                     self.dsn, server_settings={"application_name": APPLICATION_NAME}
                 )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # never give up: this process would stop hearing
                 failures += 1
                 delay = min(10.0, 0.2 * 2**failures) * random.uniform(0.8, 1.2)
                 log.warning("events.pg_connect_failed error=%r retry_s=%.1f", exc, delay)
@@ -77,13 +76,16 @@ class PostgresFeed:
                 continue
             try:
                 await connection.add_listener(CHANNEL, self._on_notify)
-                if not first:
-                    await self._catch_up()
-                first, failures = False, 0
+                # Whatever committed while nobody listened (before the first connection
+                # too: waiters may have subscribed meanwhile) is read once now.
+                await self._catch_up()
+                failures = 0
                 self._ready.set()
                 await self._hold(connection)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
                 log.warning("events.pg_listen_lost error=%r", exc)
+                await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.8, 1.2))
+                failures += 1
             finally:
                 with contextlib.suppress(Exception):
                     await connection.close(timeout=2)

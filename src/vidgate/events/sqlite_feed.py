@@ -56,8 +56,8 @@ class SQLiteFeed:
                     now = connection.execute("PRAGMA data_version").fetchone()[0]
                     if now == version:
                         continue
-                    version = now
                     last_rev = self._read_since(loop, connection, last_rev)
+                    version = now  # only once read: a failed read is tried again
                 except sqlite3.Error:
                     log.exception("events.sqlite_feed_failed")
         finally:

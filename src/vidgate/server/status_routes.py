@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from vidgate.events.hub import Watch
 from vidgate.server import schemas
@@ -122,6 +122,7 @@ async def unified_status_route(
             "to resume: only newer states follow (the current one first if it changed).",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
+        204: {"description": "The run is over and Last-Event-ID names its final state"},
         **_STATUS_ERRORS,
     },
     summary="Follow a run as server-sent events (extension)",
@@ -132,7 +133,7 @@ async def stream_route(
     requestId: Annotated[str | None, Query(description="Run ID")] = None,
     runId: Annotated[str | None, Query(description="Alias of requestId")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> StreamingResponse:
+) -> Response:
     state = state_of(request)
     run_id = requestId or runId
     if not run_id:
@@ -144,7 +145,12 @@ async def stream_route(
     except BaseException:
         subscription.close()
         raise
-    events = _events(state, run, base_url(request, state), watch, _event_id(last_event_id))
+    last_id = _event_id(last_event_id)
+    if run.status.is_terminal and run.seq == last_id:
+        # The client has the final state: 204 tells an EventSource to stop reconnecting.
+        subscription.close()
+        return Response(status_code=204)
+    events = _events(state, run, base_url(request, state), watch, last_id)
     return StreamingResponse(
         _closing(events, subscription),
         media_type="text/event-stream",

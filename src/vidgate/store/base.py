@@ -84,7 +84,12 @@ class StoreBase:
             self._read_threads = ThreadPoolExecutor(READERS, thread_name_prefix="vidgate-db-read")
 
     async def _write(self, work: Callable[[Tx], T]) -> T:
-        """Run ``work`` in one write transaction; publish its changes once committed."""
+        """Run ``work`` in one write transaction; publish its changes once committed. The
+        transaction and the publishing go on if the caller is cancelled meanwhile (a
+        render stopped mid-update): a committed change is always told."""
+        return await asyncio.shield(self._write_and_publish(work))
+
+    async def _write_and_publish(self, work: Callable[[Tx], T]) -> T:
         tx = Tx(None)  # type: ignore[arg-type]  # the connection is set where it runs
         if self._sync is not None:
             loop = asyncio.get_running_loop()

@@ -47,10 +47,9 @@ class RunVerbs(StoreBase):
                 "seq": 1,
                 "rev": self._next_rev(),
             }
-            result = tx.conn.execute(insert(runs).values(**row).returning(*runs.c))
-            run = RunRecord.from_row(result.one()._mapping)
-            tx.changes.append(RunChange(run.id, run.seq, run.status, run.backend))
-            return run, True
+            inserted = tx.conn.execute(insert(runs).values(**row).returning(*runs.c)).one()
+            self._changed(tx, inserted, now)  # an event (and NOTIFY): workers wake for it
+            return RunRecord.from_row(inserted._mapping), True
 
         for _ in range(3):
             try:

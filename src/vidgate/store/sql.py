@@ -42,8 +42,12 @@ def _sqlite_engine(url: str) -> Engine:
     own, each in one go (see :class:`~vidgate.store.base.StoreBase`). ``sqlite+aiosqlite``
     URLs are accepted and mean the same database."""
     parsed = make_url(url).set(drivername="sqlite")
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if not parsed.database or parsed.database == ":memory:":
+        raise ValueError(
+            "vidgate needs a SQLite database file (its threads and processes share it); "
+            "an in-memory database cannot be shared: use sqlite:///path/to/vidgate.db"
+        )
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     # Connections go back to the pool without a ROLLBACK: writes always end in COMMIT or
     # ROLLBACK, and reads run outside any transaction (below).
     engine = create_engine(
@@ -120,8 +124,7 @@ class SQLStore(KeyVerbs, RunVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
             return
         url = self.url
         if self.dialect == "sqlite":
-            if not url.database or url.database == ":memory:":
-                return  # nobody else can write to it
+            assert url.database is not None  # a file: see _sqlite_engine
             self._feed = SQLiteFeed(url.database, self.events)
         else:
             dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -101,14 +101,20 @@ class WebhookVerbs(StoreBase):
                     f"an attempt to deliver {row.id} is being made right now; "
                     "look at the log and try again in a few seconds"
                 )
+            free = or_(wd.c.lease_expires_at.is_(None), wd.c.lease_expires_at <= now)
             updated = tx.conn.execute(
                 update(wd)
-                .where(wd.c.id == row.id)
+                .where(wd.c.id == row.id, free)
                 .values(
                     status=PENDING, next_attempt_at=now, lease_owner=None, lease_expires_at=None
                 )
                 .returning(*wd.c)
-            ).one()
+            ).first()
+            if updated is None:  # a sender leased it between the two statements
+                raise DeliveryInFlight(
+                    f"an attempt to deliver {row.id} has just started; "
+                    "look at the log and try again in a few seconds"
+                )
             return DeliveryRecord.from_row(updated._mapping)
 
         return await self._write(write)

@@ -82,6 +82,10 @@ class WebhookSender:
         self._snapshots: dict[str, RunRecord] = {}
         self._ready: collections.deque[DeliveryRecord] = collections.deque()
         self._look = True  # look in the outbox (at start: whatever is pending)
+        self._running = False
+        # A lease outlasts any attempt (DNS check, connect, send and answer all fall within
+        # timeout_s), so no other sender takes a delivery while it is being made.
+        self.lease_s = max(LEASE_S, 2 * settings.timeout_s + 30)
 
     def wake(self, change: RunChange | None = None) -> None:
         """A run changed and may have queued a delivery. One queued by this process comes
@@ -91,6 +95,7 @@ class WebhookSender:
         delivery = change.delivery if change is not None else None
         if delivery is not None and delivery.lease_owner == self.owner:
             self._ready.append(delivery)
+            self._offer_leases()
         else:
             self._look = True
         if change is not None and change.run is not None:
@@ -104,7 +109,8 @@ class WebhookSender:
         async with httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, trust_env=False, transport=self.transport
         ) as http:
-            self.store.sender = (self.owner, LEASE_S)  # new deliveries come leased to us
+            self._running = True
+            self._offer_leases()
             try:
                 while not stop.is_set():
                     self._wake.clear()  # before looking: a wake-up meanwhile is not lost
@@ -114,17 +120,21 @@ class WebhookSender:
                     if self._look and free > 0:
                         self._look = False
                         try:
-                            claimed = await self.store.claim_deliveries(self.owner, free, LEASE_S)
+                            claimed = await self.store.claim_deliveries(
+                                self.owner, free, self.lease_s
+                            )
                         except Exception:
                             log.exception("webhook.claim_failed")
                             claimed = []
                         for delivery in claimed:
                             self._send(http, delivery)
-                        self._look = len(claimed) == free  # more may be due
+                        if len(claimed) == free:  # more may be due
+                            self._look = True
                     await sleep_until(IDLE_S, stop, self._wake)
                     if not self._wake.is_set():  # a quiet second: look for due retries
                         self._look = True
             finally:
+                self._running = False
                 self.store.sender = None
                 # Attempts cut off here, and deliveries not yet sent, are handed back.
                 for task in list(self._tasks):
@@ -135,6 +145,13 @@ class WebhookSender:
                 except Exception:
                     log.exception("webhook.release_failed")
 
+    def _offer_leases(self) -> None:
+        """While this sender has room, deliveries written in this process come leased to
+        it and go out at once; with a backlog they are written free, for any sender to
+        claim, so none waits here until its lease runs out."""
+        busy = len(self._tasks) + len(self._ready) >= self.settings.concurrency
+        self.store.sender = None if busy or not self._running else (self.owner, self.lease_s)
+
     def _send(self, http: httpx.AsyncClient, delivery: DeliveryRecord) -> None:
         task = asyncio.create_task(self._deliver(http, delivery))
         self._tasks.add(task)
@@ -142,6 +159,7 @@ class WebhookSender:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._offer_leases()
         self._wake.set()  # a slot came free
 
     async def _deliver(self, http: httpx.AsyncClient, delivery: DeliveryRecord) -> None:
@@ -219,9 +237,15 @@ class WebhookSender:
         outcome: dict[str, Any] = {"at": started, "statusCode": None, "error": None}
         if not self.settings.allow_private_hosts:
             try:
-                await check_public(delivery.url)
+                async with asyncio.timeout(self.settings.timeout_s):
+                    await check_public(delivery.url)
             except UnsafeTarget as exc:
                 outcome.update(error=f"refused: the webhook URL {exc}", refused=True)
+                return outcome
+            except TimeoutError:
+                outcome["error"] = (
+                    f"its host name did not resolve within {self.settings.timeout_s:g} s"
+                )
                 return outcome
         key = await self._key(delivery.api_key_id)
         timestamp = int(started)
