@@ -475,8 +475,14 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
+RENDER_NICENESS = 10
+
+
 def main() -> None:
     """Read one JSON spec on stdin, render it, and report on stdout (see the module doc)."""
+    # Rendering is batch work: on a shared machine the API and the worker's event loops,
+    # whose latency clients feel, go first.
+    os.nice(RENDER_NICENESS)
     parent = os.getppid()
     last_report = 0.0
 
