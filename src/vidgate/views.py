@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 from vidgate.runs.status import Status
 from vidgate.storage.local import LocalStorage
-from vidgate.store.records import RunRecord
+from vidgate.store.records import RunRecord, RunView
 from vidgate.store.sql import SQLStore
 
 
@@ -25,7 +27,7 @@ class OutputLink:
     expires_at: float
 
 
-def _data(run: RunRecord, link: OutputLink | None, queue_position: int | None) -> dict[str, Any]:
+def _data(run: RunView, link: OutputLink | None, queue_position: int | None) -> dict[str, Any]:
     data: dict[str, Any] = {"status": run.status.value}
     if link is not None and run.status is Status.COMPLETED:
         data["output"] = {"video": {"url": link.url}}
@@ -58,7 +60,7 @@ def _data(run: RunRecord, link: OutputLink | None, queue_position: int | None) -
 
 
 def legacy_status(
-    run: RunRecord, link: OutputLink | None, queue_position: int | None = None
+    run: RunView, link: OutputLink | None, queue_position: int | None = None
 ) -> dict[str, Any]:
     """``GET /api/generate-video/status``: ``{"data": {..., "request_id": ...}}``."""
     data = _data(run, link, queue_position)
@@ -67,7 +69,7 @@ def legacy_status(
 
 
 def unified_status(
-    run: RunRecord, link: OutputLink | None, queue_position: int | None = None
+    run: RunView, link: OutputLink | None, queue_position: int | None = None
 ) -> dict[str, Any]:
     """``GET /api/video/status``: flat fields (lower-case status) plus the nested ``data``."""
     data = _data(run, link, queue_position)
@@ -91,6 +93,11 @@ def unified_status(
     return body
 
 
+def encode(body: Any) -> bytes:
+    """JSON as every status answer, event and webhook carries it: compact, UTF-8."""
+    return orjson.dumps(body)
+
+
 def submit_response(run: RunRecord) -> dict[str, Any]:
     return {
         "runId": run.id,
@@ -103,7 +110,7 @@ def submit_response(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def output_link(storage: LocalStorage, run: RunRecord, base: str, ttl_s: int) -> OutputLink | None:
+def output_link(storage: LocalStorage, run: RunView, base: str, ttl_s: int) -> OutputLink | None:
     """The signed URL of a completed run's video (stable for half its lifetime)."""
     if run.status is not Status.COMPLETED or run.output_key is None:
         return None
@@ -114,7 +121,7 @@ def output_link(storage: LocalStorage, run: RunRecord, base: str, ttl_s: int) ->
 async def status_body(
     store: SQLStore,
     storage: LocalStorage,
-    run: RunRecord,
+    run: RunView,
     *,
     base: str,
     url_ttl_s: int,

@@ -54,7 +54,7 @@ def test_sigkill_while_rendering_then_restart_completes_every_run(tmp_path) -> N
             info = decode_mp4(httpx.get(final["output"]["video"]["url"]).content)
             assert abs(info.duration_s - 2.0) < 0.1 and info.frames == 48
         health = httpx.get(f"{server.base_url}/healthz").json()
-        assert set(health["runs"]) == {"COMPLETED"}, health
+        assert not any(health["runs"].values()), health  # nothing left in flight
     finally:
         server.stop()
 

@@ -9,11 +9,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import Receive, Scope, Send
 
 from vidgate.config import Settings
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
 from vidgate.server import errors
+from vidgate.server.polls import PollPath
 from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.server.routes import router
 from vidgate.server.state import AppState
@@ -26,13 +28,26 @@ Background = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
 """Work the process runs beside the API until the event is set (the in-process worker)."""
 
 
-def create_app(settings: Settings, *, background: Background | None = None) -> FastAPI:
+class VidgateApp(FastAPI):
+    """FastAPI, with plain status polls answered before its routing, by the same code as
+    the routes (see :mod:`vidgate.server.polls`)."""
+
+    polls: PollPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        polls = self.polls
+        if polls is not None and scope["type"] == "http" and await polls(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, *, background: Background | None = None) -> VidgateApp:
     """The ASGI app. With ``background`` (the worker, composed by the command line) the
     process also does the work; otherwise it only serves the API and separate workers do.
     The server never calls the worker: a submit is a run event that the worker hears."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await SQLStore.open(settings.resolved_database_url)
         await store.listen()
@@ -62,15 +77,18 @@ def create_app(settings: Settings, *, background: Background | None = None) -> F
             worker_task = asyncio.create_task(background(services, stop))
             state.worker = True
         app.state.vidgate = state
+        if settings.server.poll_fast_path:
+            app.polls = PollPath(state)
         try:
             yield
         finally:
+            app.polls = None
             stop.set()
             if worker_task is not None:
                 await worker_task
             await store.close()
 
-    app = FastAPI(
+    app = VidgateApp(
         title="vidgate",
         version="0.1.0",
         description="Self-hosted gateway for AI video generation with the NanoGPT video API.",

@@ -1,10 +1,9 @@
-"""What the route modules share: the app state, request bodies, finding a run, and
-rendering a run's status body."""
+"""What the route modules share: the app state, request bodies, finding a run."""
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import Request
 
@@ -12,7 +11,7 @@ from vidgate import views
 from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
 from vidgate.store.errors import NotFound
-from vidgate.store.records import KeyRecord, RunRecord
+from vidgate.store.records import KeyRecord, RunRecord, RunView
 from vidgate.views import OutputLink
 
 
@@ -64,31 +63,31 @@ def _reject_constant(name: str) -> None:
 
 async def find_run(
     state: AppState, run_id: str | None, key: KeyRecord, model: str | None = None
-) -> RunRecord:
+) -> RunView:
+    """The run as a poll reads it (never its request); a 404 unless ``key`` owns it (and it
+    is of ``model``, when given)."""
+    if not run_id:
+        raise ApiError(400, "'runId' is required")
+    return check_run(await state.store.poll_run(run_id, key.id), run_id, model)
+
+
+async def get_run(state: AppState, run_id: str | None, key: KeyRecord) -> RunRecord:
+    """The whole run (its request too); a 404 unless ``key`` owns it."""
     if not run_id:
         raise ApiError(400, "'runId' is required")
     try:
-        run = await state.store.get(run_id, key.id)
+        return await state.store.get(run_id, key.id)
     except NotFound:
         raise ApiError(404, f"run {run_id!r} not found") from None
+
+
+def check_run(run: RunView | None, run_id: str, model: str | None) -> RunView:
+    if run is None:
+        raise ApiError(404, f"run {run_id!r} not found")
     if model is not None and model != run.model:
         raise ApiError(404, f"run {run_id!r} not found for model {model!r}")
     return run
 
 
-def output_link(base: str, state: AppState, run: RunRecord) -> OutputLink | None:
+def output_link(base: str, state: AppState, run: RunView) -> OutputLink | None:
     return views.output_link(state.storage, run, base, state.settings.storage.url_ttl_s)
-
-
-async def status_body(
-    state: AppState, run: RunRecord, base: str, shape: Literal["legacy", "unified"]
-) -> dict[str, Any]:
-    """The run as a status route shows it (and as the event stream carries it)."""
-    return await views.status_body(
-        state.store,
-        state.storage,
-        run,
-        base=base,
-        url_ttl_s=state.settings.storage.url_ttl_s,
-        shape=shape,
-    )

@@ -55,8 +55,9 @@ def status_error_body(status: int, message: str) -> dict[str, object]:
     return {"error": status, "message": message}
 
 
-def error_response(request: Request, error: ApiError) -> JSONResponse:
-    if request.url.path in SUBMIT_PATHS and request.method == "POST":
+def error_response(path: str, method: str, error: ApiError) -> JSONResponse:
+    """The error answer to a request of ``method`` on ``path``."""
+    if path in SUBMIT_PATHS and method == "POST":
         body = submit_error_body(error.status, error.message, error.type)
     else:
         body = status_error_body(error.status, error.message)
@@ -77,11 +78,13 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return error_response(request, exc)
+        return error_response(request.url.path, request.method, exc)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(request, ApiError(400, _validation_message(exc)))
+        return error_response(
+            request.url.path, request.method, ApiError(400, _validation_message(exc))
+        )
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -91,12 +94,16 @@ def install(app: FastAPI) -> None:
         }
         message = messages.get(exc.status_code, str(exc.detail))
         return error_response(
-            request, ApiError(exc.status_code, message, headers=dict(exc.headers or {}))
+            request.url.path,
+            request.method,
+            ApiError(exc.status_code, message, headers=dict(exc.headers or {})),
         )
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
-            request, ApiError(500, "internal error; the server log has the details")
+            request.url.path,
+            request.method,
+            ApiError(500, "internal error; the server log has the details"),
         )
 
     app.add_exception_handler(ApiError, on_api_error)

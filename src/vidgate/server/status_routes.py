@@ -5,21 +5,29 @@ then wait for a newer sequence number. An idle waiter costs no CPU and no querie
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
+from vidgate import views
 from vidgate.events.hub import Watch
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
-from vidgate.server.common import base_url, find_run, read_json, state_of, status_body
+from vidgate.server.common import base_url, find_run, read_json, state_of
 from vidgate.server.errors import ApiError
+from vidgate.server.polls import (
+    LEGACY_PATH,
+    UNIFIED_PATH,
+    Shape,
+    legacy_params,
+    status_response,
+    unified_params,
+)
 from vidgate.server.state import AppState
 from vidgate.store.errors import NotFound
-from vidgate.store.records import KeyRecord, RunRecord
+from vidgate.store.records import KeyRecord, RunView
 
 router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
@@ -39,39 +47,26 @@ async def _status(
     run_id: str,
     model: str | None,
     wait_s: int | None,
-    shape: Literal["legacy", "unified"],
-) -> JSONResponse:
+    shape: Shape,
+) -> Response:
     """The run's status; with ``wait_s``, held until the run's next event (progress
-    included) or until ``wait_s`` has passed."""
+    included) or until ``wait_s`` has passed. (A poll without ``wait_s`` is answered by
+    :class:`~vidgate.server.polls.PollPath` before it gets here, the same way.)"""
     state = state_of(request)
     with state.store.events.watch(run_id) as watch:
         run = await find_run(state, run_id, key, model)
         if wait_s and not run.status.is_terminal:
             hold = min(wait_s, state.settings.server.max_wait_s)
             if await watch.wait_past(run.seq, hold):
-                run = watch.snapshot() or await state.store.get(run.id)
+                run = watch.snapshot() or await find_run(state, run_id, key, model)
     # Tells a client that this answer came at the run's next event (or the hold's end),
     # so it may ask again at once, even when the answer came early (progress).
     headers = {LONG_POLL_HEADER: "1"} if wait_s else {}
-    return await _respond(request, state, run, shape, headers)
-
-
-async def _respond(
-    request: Request,
-    state: AppState,
-    run: RunRecord,
-    shape: Literal["legacy", "unified"],
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    headers = dict(headers or {})
-    if not run.status.is_terminal:
-        headers["Retry-After"] = str(state.settings.server.status_retry_after_s)
-    body = await status_body(state, run, base_url(request, state), shape)
-    return JSONResponse(body, headers=headers)
+    return await status_response(state, run, shape, base_url(request, state), headers)
 
 
 @router.get(
-    "/api/generate-video/status",
+    LEGACY_PATH,
     response_model=schemas.GenerateVideoStatusResponse,
     responses=_STATUS_ERRORS,
     summary="Poll a run (legacy route, needs the model)",
@@ -83,17 +78,13 @@ async def legacy_status_route(
     modelSlug: Annotated[str | None, Query(description="Model used for the run")] = None,
     model: Annotated[str | None, Query(description="Alias of modelSlug")] = None,
     waitSeconds: WaitSeconds = None,
-) -> JSONResponse:
-    slug = modelSlug or model
-    if not runId:
-        raise ApiError(400, "'runId' is required")
-    if not slug:
-        raise ApiError(400, "'modelSlug' is required (the model the run was submitted with)")
-    return await _status(request, key, runId, slug, waitSeconds, "legacy")
+) -> Response:
+    run_id, slug = legacy_params(runId, modelSlug, model)
+    return await _status(request, key, run_id, slug, waitSeconds, "legacy")
 
 
 @router.get(
-    "/api/video/status",
+    UNIFIED_PATH,
     response_model=schemas.UnifiedVideoStatusResponse,
     responses=_STATUS_ERRORS,
     summary="Poll a run (unified route)",
@@ -104,10 +95,8 @@ async def unified_status_route(
     requestId: Annotated[str | None, Query(description="Run ID")] = None,
     runId: Annotated[str | None, Query(description="Alias of requestId")] = None,
     waitSeconds: WaitSeconds = None,
-) -> JSONResponse:
-    run_id = requestId or runId
-    if not run_id:
-        raise ApiError(400, "'requestId' (or 'runId') is required")
+) -> Response:
+    run_id = unified_params(requestId, runId)
     return await _status(request, key, run_id, None, waitSeconds, "unified")
 
 
@@ -135,9 +124,7 @@ async def stream_route(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     state = state_of(request)
-    run_id = requestId or runId
-    if not run_id:
-        raise ApiError(400, "'requestId' (or 'runId') is required")
+    run_id = unified_params(requestId, runId)
     subscription = contextlib.ExitStack()
     watch = subscription.enter_context(state.store.events.watch(run_id))
     try:
@@ -166,7 +153,7 @@ def _event_id(header: str | None) -> int | None:
 
 
 async def _events(
-    state: AppState, run: RunRecord, base: str, watch: Watch, last_id: int | None
+    state: AppState, run: RunView, base: str, watch: Watch, last_id: int | None
 ) -> AsyncIterator[str]:
     yield f"retry: {SSE_RETRY_MS}\n\n"
     if run.seq != last_id:  # new, or resumed after missed changes: the current state first
@@ -176,16 +163,18 @@ async def _events(
         if not await watch.wait_past(run.seq, heartbeat_s):
             yield ": keep-alive\n\n"
             continue
-        try:
-            run = watch.snapshot() or await state.store.get(run.id)
-        except NotFound:  # deleted meanwhile
+        latest = watch.snapshot() or await state.store.poll_run(run.id)
+        if latest is None:  # deleted meanwhile
             return
+        run = latest
         yield await _event(state, run, base)
 
 
-async def _event(state: AppState, run: RunRecord, base: str) -> str:
-    body = await status_body(state, run, base, "unified")
-    return f"id: {run.seq}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+async def _event(state: AppState, run: RunView, base: str) -> str:
+    body = await views.status_body(
+        state.store, state.storage, run, base=base, url_ttl_s=state.settings.storage.url_ttl_s
+    )
+    return f"id: {run.seq}\ndata: {views.encode(body).decode()}\n\n"
 
 
 async def _closing(
@@ -212,7 +201,7 @@ async def _closing(
     },
     summary="Cancel a run (extension); a terminal run is returned as it is",
 )
-async def cancel_route(request: Request, key: Key) -> JSONResponse:
+async def cancel_route(request: Request, key: Key) -> Response:
     state = state_of(request)
     body = await read_json(request, 64 * 1024)
     run_id = body.get("runId") or body.get("requestId") if isinstance(body, dict) else None
@@ -222,4 +211,4 @@ async def cancel_route(request: Request, key: Key) -> JSONResponse:
         run = await state.store.cancel(run_id, key.id)
     except NotFound:
         raise ApiError(404, f"run {run_id!r} not found") from None
-    return await _respond(request, state, run, "unified")
+    return await status_response(state, run, "unified", base_url(request, state))

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
-from vidgate.server.common import find_run, read_json, state_of
+from vidgate.server.common import get_run, read_json, state_of
 from vidgate.server.errors import ApiError
 from vidgate.store.errors import DeliveryInFlight
 from vidgate.store.records import DeliveryRecord, KeyRecord
@@ -55,7 +55,7 @@ async def deliveries_route(
     runId: Annotated[str | None, Query(description="Run ID returned by the submit")] = None,
 ) -> JSONResponse:
     state = state_of(request)
-    run = await find_run(state, runId, key)
+    run = await get_run(state, runId, key)
     deliveries = await state.store.deliveries_of(run.id)
     return JSONResponse(
         {
@@ -93,7 +93,7 @@ async def redeliver_route(request: Request, key: Key) -> JSONResponse:
     run_id = body.get("runId") or body.get("requestId") if isinstance(body, dict) else None
     if not isinstance(run_id, str) or not run_id:
         raise ApiError(400, "send a JSON object with the 'runId' whose webhook to send again")
-    run = await find_run(state, run_id, key)
+    run = await get_run(state, run_id, key)
     try:
         delivery = await state.store.redeliver(run.id)
     except DeliveryInFlight as exc:

@@ -3,11 +3,13 @@ hash, revoked; each has a webhook signing secret (rotatable) and an optional def
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import secrets
 import time
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +20,10 @@ from vidgate.store.records import KeyRecord
 from vidgate.store.schema import api_keys
 
 KEY_PREFIX = "vg_"
+KEY_CACHE_S = 0.5
+"""How long an authenticated key is trusted without reading it again: a key revoked by
+any process stops working within this time (at once in the process that revokes it)."""
+KEY_CACHE_SIZE = 10_000
 
 
 def hash_key(secret: str) -> str:
@@ -34,6 +40,12 @@ def _by_name_or_id(name_or_id: str) -> ColumnElement[bool]:
 
 
 class KeyVerbs(StoreBase):
+    def __init__(self, **engines: Any) -> None:
+        super().__init__(**engines)
+        self._key_cache: dict[str, tuple[KeyRecord, float]] = {}
+        """Live keys by the hash of their secret, with when they were read."""
+        self._key_reads: dict[str, asyncio.Future[KeyRecord | None]] = {}
+
     async def create_key(
         self, name: str, *, webhook_url: str | None = None
     ) -> tuple[KeyRecord, str]:
@@ -94,18 +106,36 @@ class KeyVerbs(StoreBase):
             .returning(*api_keys.c)
         )
         row = await self._write(lambda tx: tx.conn.execute(statement).first())
+        self._key_cache.clear()
         if row is None:
             raise KeyNotFound(f"no API key named {name_or_id!r}")
         return KeyRecord.from_row(row._mapping)
 
     async def authenticate(self, secret: str) -> KeyRecord | None:
         """The live key whose secret this is, or None. The lookup is by hash; the final
-        comparison is constant-time."""
+        comparison is constant-time. A key read less than :data:`KEY_CACHE_S` ago is not
+        read again, and polls that find it stale at once share one read."""
         digest = hash_key(secret)
+        cached = self._key_cache.get(digest)
+        if cached is not None and time.monotonic() - cached[1] < KEY_CACHE_S:
+            return cached[0]
+        reading = self._key_reads.get(digest)
+        if reading is None:
+            reading = self._key_reads[digest] = asyncio.ensure_future(self._read_key(digest))
+            reading.add_done_callback(lambda _: self._key_reads.pop(digest, None))
+        return await asyncio.shield(reading)
+
+    async def _read_key(self, digest: str) -> KeyRecord | None:
+        read_at = time.monotonic()
         query = select(api_keys).where(api_keys.c.key_hash == digest)
         row = await self._read(lambda conn: conn.execute(query).first())
         if row is None or row.revoked_at is not None:
+            self._key_cache.pop(digest, None)
             return None
         if not hmac.compare_digest(row.key_hash, digest):
             return None
-        return KeyRecord.from_row(row._mapping)
+        key = KeyRecord.from_row(row._mapping)
+        if len(self._key_cache) >= KEY_CACHE_SIZE:
+            self._key_cache.clear()
+        self._key_cache[digest] = (key, read_at)
+        return key

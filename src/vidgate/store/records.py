@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
@@ -56,6 +56,34 @@ class RunRecord:
     @property
     def generation_request(self) -> GenerationRequest:
         return GenerationRequest.from_json(self.request)
+
+
+class StatusRow(NamedTuple):
+    """A run as a status poll reads it: only what its status view shows (never the request,
+    which can hold megabytes of image). :class:`RunRecord` has the same fields."""
+
+    id: str
+    api_key_id: str
+    model: str
+    backend: str
+    status: Status
+    cost: float
+    progress: float | None
+    provider_request_id: str | None
+    provider_state: dict[str, Any] | None
+    provider_status: str | None
+    error: str | None
+    user_friendly_error: str | None
+    is_nsfw: bool
+    output_key: str | None
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+    seq: int
+
+
+RunView = RunRecord | StatusRow
+"""What the status views render: a whole run, or the part a poll reads."""
 
 
 @dataclass(frozen=True)

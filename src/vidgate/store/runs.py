@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -77,24 +77,6 @@ class RunVerbs(StoreBase):
         )
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [RunChange(r.id, r.seq, Status(r.status), r.backend) for r in rows]
-
-    async def queue_position(self, run: RunRecord) -> int:
-        """How many queued runs of the same backend are ahead of this one (0 = next)."""
-        query = (
-            select(func.count())
-            .select_from(runs)
-            .where(
-                runs.c.status == Status.IN_QUEUE.value,
-                runs.c.backend == run.backend,
-                runs.c.created_at < run.created_at,
-            )
-        )
-        return int(await self._read(lambda conn: conn.execute(query).scalar_one()))
-
-    async def count_by_status(self) -> dict[str, int]:
-        query = select(runs.c.status, func.count()).group_by(runs.c.status)
-        rows = await self._read(lambda conn: conn.execute(query).all())
-        return {r[0]: int(r[1]) for r in rows}
 
     async def transition(
         self,

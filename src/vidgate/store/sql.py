@@ -30,6 +30,7 @@ from vidgate.store.base import READERS
 from vidgate.store.claims import ClaimVerbs
 from vidgate.store.keys import KEY_PREFIX, KeyVerbs, hash_key
 from vidgate.store.migrate import upgrade
+from vidgate.store.polls import PollVerbs
 from vidgate.store.remote import RemoteVerbs
 from vidgate.store.runs import RunVerbs
 from vidgate.store.webhooks import WebhookVerbs
@@ -95,7 +96,7 @@ def _ensure_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-class SQLStore(KeyVerbs, RunVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
+class SQLStore(KeyVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
     """Runs, API keys and webhook deliveries in a SQL database."""
 
     _feed: SQLiteFeed | PostgresFeed | None = None
@@ -130,8 +131,12 @@ class SQLStore(KeyVerbs, RunVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
             dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
             self._feed = PostgresFeed(dsn, self.events, self.changes_of)
         await self._feed.start()
+        await self._index_queue()  # this process now hears every change
 
     async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.close()
         if self._feed is not None:
             await self._feed.close()
+        self._close_inline()
         await self._dispose()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import random
 import time
@@ -29,7 +28,7 @@ from vidgate.storage.local import LocalStorage
 from vidgate.store.records import DeliveryRecord, KeyRecord, RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.store.webhooks import DELIVERED, FAILED, GONE, PENDING
-from vidgate.views import iso, status_body
+from vidgate.views import encode, iso, status_body
 from vidgate.webhooks import sign
 from vidgate.worker.wakeup import sleep_until
 
@@ -228,7 +227,7 @@ class WebhookSender:
             self.store, self.storage, run, base=self.base, url_ttl_s=self.url_ttl_s
         )
         body = {"type": delivery.type, "timestamp": iso(delivery.created_at), "data": data}
-        return json.dumps(body, separators=(",", ":"))
+        return encode(body).decode()
 
     async def _attempt(
         self, http: httpx.AsyncClient, delivery: DeliveryRecord, payload: str

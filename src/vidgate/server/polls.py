@@ -1,0 +1,198 @@
+"""The two status polls, the API's hot path: what they check and answer, in one place.
+
+Both status routes are FastAPI routes (documented in ``/openapi.json``, and what long-polls
+use). A plain poll is answered before FastAPI's routing, by :class:`PollPath`, from the
+same functions, so both give the same status code, headers and bytes (a test holds them
+to it). What the fast path saves is the framework's work per request: routing,
+dependency solving, request objects. What both save:
+
+* a run is one primary-key read of the columns its view needs (``store.poll_run``);
+* the API key is cached for half a second (``store.authenticate``);
+* the answer about a finished run never changes (until its video link is renewed), so
+  it is kept, encoded, in :class:`FinishedAnswers`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Literal
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from vidgate import views
+from vidgate.events.hub import RunChange, RunEvents
+from vidgate.runs.status import Status
+from vidgate.server.auth import authenticate
+from vidgate.server.common import find_run
+from vidgate.server.errors import ApiError, error_response
+from vidgate.server.state import AppState
+from vidgate.store.records import RunView
+
+log = logging.getLogger("vidgate.server")
+Shape = Literal["legacy", "unified"]
+LEGACY_PATH = "/api/generate-video/status"
+UNIFIED_PATH = "/api/video/status"
+SHAPES: dict[str, Shape] = {LEGACY_PATH: "legacy", UNIFIED_PATH: "unified"}
+WAIT_PARAM = "waitSeconds"
+BASES = 64
+
+
+def legacy_params(run_id: str | None, model_slug: str | None, model: str | None) -> tuple[str, str]:
+    slug = model_slug or model
+    if not run_id:
+        raise ApiError(400, "'runId' is required")
+    if not slug:
+        raise ApiError(400, "'modelSlug' is required (the model the run was submitted with)")
+    return run_id, slug
+
+
+def unified_params(request_id: str | None, run_id: str | None) -> str:
+    chosen = request_id or run_id
+    if not chosen:
+        raise ApiError(400, "'requestId' (or 'runId') is required")
+    return chosen
+
+
+def json_response(body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def status_response(
+    state: AppState,
+    run: RunView,
+    shape: Shape,
+    base: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The status answer about ``run`` (``headers`` come first, as the routes add them)."""
+    headers = dict(headers or {})
+    if not run.status.is_terminal:
+        headers["Retry-After"] = str(state.settings.server.status_retry_after_s)
+    body = await views.status_body(
+        state.store,
+        state.storage,
+        run,
+        base=base,
+        url_ttl_s=state.settings.storage.url_ttl_s,
+        shape=shape,
+    )
+    return json_response(views.encode(body), headers)
+
+
+class FinishedAnswers:
+    """Encoded answers about finished runs, per run, shape and base URL; the least recently
+    used runs are dropped beyond ``size``. A finished run does not change: an answer is kept
+    until its video link would be renewed, or until any event of its run (so nothing may
+    change a run without this cache hearing of it)."""
+
+    def __init__(self, size: int, events: RunEvents) -> None:
+        self.size = size
+        self._runs: OrderedDict[str, dict[tuple[Shape, str], tuple[str, str, bytes, float]]]
+        self._runs = OrderedDict()
+        events.add_listener(self._on_change)
+
+    def get(self, run_id: str, shape: Shape, base: str) -> tuple[str, str, bytes] | None:
+        """``(api_key_id, model, body)`` of a kept answer."""
+        answers = self._runs.get(run_id)
+        found = answers.get((shape, base)) if answers is not None else None
+        if found is None:
+            return None
+        if found[3] <= time.time():
+            del answers[(shape, base)]  # type: ignore[union-attr]
+            return None
+        self._runs.move_to_end(run_id)
+        return found[0], found[1], found[2]
+
+    def put(self, run: RunView, shape: Shape, base: str, body: bytes, until: float) -> None:
+        if self.size <= 0:
+            return
+        self._runs.setdefault(run.id, {})[(shape, base)] = (run.api_key_id, run.model, body, until)
+        self._runs.move_to_end(run.id)
+        while len(self._runs) > self.size:
+            self._runs.popitem(last=False)
+
+    def _on_change(self, change: RunChange | None) -> None:
+        if change is None:
+            self._runs.clear()
+        else:
+            self._runs.pop(change.run_id, None)
+
+
+class PollPath:
+    """Answers a plain status poll (no ``waitSeconds``) before the framework does; hands
+    anything else to the app. Errors are the app's own error responses."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.finished = FinishedAnswers(state.settings.server.status_cache_runs, state.store.events)
+        self._ttl_s = state.settings.storage.url_ttl_s
+        self._public = state.settings.server.public_base_url
+        self._bases: dict[tuple[object, ...], str] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """True if it answered; False to let the app answer."""
+        shape = SHAPES.get(scope["path"])
+        if shape is None or scope["method"] != "GET":
+            return False
+        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        if WAIT_PARAM in params:
+            return False
+        try:
+            response = await self._answer(scope, shape, params)
+        except ApiError as error:
+            response = error_response(scope["path"], "GET", error)
+        except Exception:
+            log.exception("status poll failed")
+            crash = ApiError(500, "internal error; the server log has the details")
+            response = error_response(scope["path"], "GET", crash)
+        await response(scope, receive, send)
+        return True
+
+    async def _answer(self, scope: Scope, shape: Shape, params: dict[str, str]) -> Response:
+        key = await authenticate(self.state, Headers(scope=scope))
+        if shape == "legacy":
+            run_id, model = legacy_params(
+                params.get("runId"), params.get("modelSlug"), params.get("model")
+            )
+        else:
+            run_id, model = unified_params(params.get("requestId"), params.get("runId")), None
+        base = self._public or self._base_url(scope)
+        kept = self.finished.get(run_id, shape, base)
+        if kept is not None:
+            api_key_id, run_model, body = kept
+            if api_key_id != key.id:
+                raise ApiError(404, f"run {run_id!r} not found")
+            if model is not None and model != run_model:
+                raise ApiError(404, f"run {run_id!r} not found for model {model!r}")
+            return json_response(body)
+        run = await find_run(self.state, run_id, key, model)
+        response = await status_response(self.state, run, shape, base)
+        if run.status.is_terminal:
+            self.finished.put(run, shape, base, bytes(response.body), self._keep_until(run))
+        return response
+
+    def _keep_until(self, run: RunView) -> float:
+        if run.status is not Status.COMPLETED:
+            return float("inf")
+        link = views.output_link(self.state.storage, run, "", self._ttl_s)
+        # The link is renewed every half TTL: keep the answer until just before that.
+        return (link.expires_at - self._ttl_s / 2 - 1) if link is not None else float("inf")
+
+    def _base_url(self, scope: Scope) -> str:
+        """The request's base URL, as Starlette makes it, remembered per scheme, host and
+        root path (a few distinct ones in practice; at most :data:`BASES` are kept)."""
+        host = next((value for name, value in scope["headers"] if name == b"host"), None)
+        key = (scope["scheme"], host, scope.get("root_path", ""), scope.get("server"))
+        base = self._bases.get(key)
+        if base is None:
+            if len(self._bases) >= BASES:
+                self._bases.clear()
+            base = self._bases[key] = str(Request(scope).base_url).rstrip("/")
+        return base
