@@ -41,9 +41,9 @@ class ServerSettings(_Section):
     is 60)."""
     sse_heartbeat_s: float = Field(15, gt=0, le=300)
     """How often an event stream with nothing to tell sends a keep-alive comment."""
-    poll_fast_path: bool = True
-    """Answer plain status polls before FastAPI's routing (same answers, less work); off,
-    the routes answer them."""
+    fast_path: bool = True
+    """Answer plain status polls and submits before FastAPI's routing (the same answers,
+    less work); off, the routes answer them."""
     status_cache_runs: int = Field(20_000, ge=0)
     """Finished runs whose encoded status answers are kept in memory (0: none)."""
 

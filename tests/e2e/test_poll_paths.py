@@ -2,7 +2,7 @@
 caches never hides a change; a revoked key stops working within a second.
 
 Two real servers share one data directory: one answers plain polls on the fast path (the
-default), the other with ``poll_fast_path = false``, so FastAPI's routes answer them.
+default), the other with ``fast_path = false``, so FastAPI's routes answer them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def servers(tmp_path: Path) -> Iterator[tuple[LiveServer, LiveServer]]:
     fast.start()
     routes = LiveServer(tmp_path / "data", CONFIG, ["--no-worker"])
     routes.config = tmp_path / "routes.toml"  # its own config file, the same data directory
-    routes.config.write_text(CONFIG + "\n[server]\npoll_fast_path = false\n")
+    routes.config.write_text(CONFIG + "\n[server]\nfast_path = false\n")
     routes.log_path = tmp_path / "routes.log"
     routes.api_key = fast.api_key
     routes.start()
@@ -204,3 +204,53 @@ async def _change_and_poll(server: LiveServer, database_url: str | None) -> None
                 assert await both(run_id) == ("completed", "COMPLETED")
     finally:
         await store.close()
+
+
+def _posted(server: LiveServer, content: bytes, headers: dict[str, str]) -> tuple[Any, ...]:
+    response = httpx.post(
+        f"{server.base_url}/api/generate-video", content=content, headers=headers, timeout=30
+    )
+    kept = [(k, v) for k, v in response.headers.multi_items() if k != "date"]
+    return response.status_code, kept, response.content
+
+
+def test_fast_path_submits_as_the_route_does(servers: tuple[LiveServer, LiveServer]) -> None:
+    fast, routes = servers
+    key = {**fast.headers(), "Content-Type": "application/json"}
+    body = b'{"model": "testcard-video", "prompt": "twice", "duration": 1}'
+    # A replayed submit answers the first run: both paths must answer it identically.
+    first = _posted(fast, body, {**key, "Idempotency-Key": "same-run"})
+    assert first[0] == 202
+    replays = [
+        _posted(server, body, {**key, "Idempotency-Key": "same-run"}) for server in (routes, fast)
+    ]
+    assert replays[0] == replays[1]
+    assert ("idempotent-replayed", "true") in replays[0][1]
+    assert replays[0][2] == first[2]
+    cases: list[tuple[bytes, dict[str, str]]] = [
+        (body, {"Content-Type": "application/json"}),  # no key
+        (body, {**key, "x-api-key": "vg_wrong"}),
+        (b"", key),
+        (b"{not json", key),
+        (b"[1, 2]", key),
+        (b'{"model": "no-such-model", "prompt": "x"}', key),
+        (b'{"model": "testcard-video"}', key),
+        (b'{"model": "testcard-video", "prompt": "sandbox:blocked"}', key),
+        (b'{"model": "testcard-video", "prompt": "x", "duration": "long"}', key),
+        (b'{"model": "testcard-video", "prompt": NaN}', key),
+        (b"\xff\xfe", key),
+        (b"[" * 100_000 + b"]" * 100_000, key),
+        (b'{"model": "testcard-video", "prompt": "' + b"x" * (9 << 20) + b'"}', key),
+        (body, {**key, "Idempotency-Key": "x" * 201}),
+        (b'{"model": "testcard-video", "prompt": "other"}', {**key, "Idempotency-Key": "same-run"}),
+        (
+            b'{"model": "testcard-video", "prompt": "x", "webhookUrl": "http://127.0.0.1/hook"}',
+            key,
+        ),
+    ]
+    statuses = set()
+    for content, headers in cases:
+        answers = [_posted(server, content, headers) for server in (fast, routes)]
+        assert answers[0] == answers[1], (content[:80], headers)
+        statuses.add(answers[0][0])
+    assert statuses == {400, 401, 409}

@@ -15,7 +15,7 @@ from vidgate.config import Settings
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
 from vidgate.server import errors
-from vidgate.server.polls import PollPath
+from vidgate.server.fast_path import FastPath
 from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.server.routes import router
 from vidgate.server.state import AppState
@@ -29,14 +29,14 @@ Background = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 class VidgateApp(FastAPI):
-    """FastAPI, with plain status polls answered before its routing, by the same code as
-    the routes (see :mod:`vidgate.server.polls`)."""
+    """FastAPI, with plain status polls and submits answered before its routing, by the
+    same code as the routes (see :mod:`vidgate.server.fast_path`)."""
 
-    polls: PollPath | None = None
+    fast_path: FastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        polls = self.polls
-        if polls is not None and scope["type"] == "http" and await polls(scope, receive, send):
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http" and await fast(scope, receive, send):
             return
         await super().__call__(scope, receive, send)
 
@@ -77,12 +77,12 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
             worker_task = asyncio.create_task(background(services, stop))
             state.worker = True
         app.state.vidgate = state
-        if settings.server.poll_fast_path:
-            app.polls = PollPath(state)
+        if settings.server.fast_path:
+            app.fast_path = FastPath(state)
         try:
             yield
         finally:
-            app.polls = None
+            app.fast_path = None
             stop.set()
             if worker_task is not None:
                 await worker_task

@@ -1,10 +1,9 @@
 """The two status polls, the API's hot path: what they check and answer, in one place.
 
 Both status routes are FastAPI routes (documented in ``/openapi.json``, and what long-polls
-use). A plain poll is answered before FastAPI's routing, by :class:`PollPath`, from the
-same functions, so both give the same status code, headers and bytes (a test holds them
-to it). What the fast path saves is the framework's work per request: routing,
-dependency solving, request objects. What both save:
+use). A plain poll is answered before FastAPI's routing (:mod:`vidgate.server.fast_path`)
+by :class:`PollAnswers`, from the same functions, so both give the same status code,
+headers and bytes (a test holds them to it). What both save:
 
 * a run is one primary-key read of the columns its view needs (``store.poll_run``);
 * the API key is cached for half a second (``store.authenticate``);
@@ -14,28 +13,24 @@ dependency solving, request objects. What both save:
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
 from vidgate import views
 from vidgate.events.hub import RunChange, RunEvents
 from vidgate.runs.status import Status
-from vidgate.server.auth import authenticate
 from vidgate.server.common import find_run
-from vidgate.server.errors import ApiError, error_response
+from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
-from vidgate.store.records import RunView
+from vidgate.store.records import KeyRecord, RunView
 
-log = logging.getLogger("vidgate.server")
 Shape = Literal["legacy", "unified"]
 LEGACY_PATH = "/api/generate-video/status"
 UNIFIED_PATH = "/api/video/status"
@@ -125,9 +120,8 @@ class FinishedAnswers:
             self._runs.pop(change.run_id, None)
 
 
-class PollPath:
-    """Answers a plain status poll (no ``waitSeconds``) before the framework does; hands
-    anything else to the app. Errors are the app's own error responses."""
+class PollAnswers:
+    """Plain status polls (no ``waitSeconds``), as the fast path answers them."""
 
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -136,27 +130,16 @@ class PollPath:
         self._public = state.settings.server.public_base_url
         self._bases: dict[tuple[object, ...], str] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """True if it answered; False to let the app answer."""
-        shape = SHAPES.get(scope["path"])
-        if shape is None or scope["method"] != "GET":
-            return False
+    @staticmethod
+    def params(scope: Scope) -> dict[str, str] | None:
+        """The query parameters of a plain poll, as Starlette reads them; None for a
+        long-poll (the route holds it)."""
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-        if WAIT_PARAM in params:
-            return False
-        try:
-            response = await self._answer(scope, shape, params)
-        except ApiError as error:
-            response = error_response(scope["path"], "GET", error)
-        except Exception:
-            log.exception("status poll failed")
-            crash = ApiError(500, "internal error; the server log has the details")
-            response = error_response(scope["path"], "GET", crash)
-        await response(scope, receive, send)
-        return True
+        return None if WAIT_PARAM in params else params
 
-    async def _answer(self, scope: Scope, shape: Shape, params: dict[str, str]) -> Response:
-        key = await authenticate(self.state, Headers(scope=scope))
+    async def answer(
+        self, scope: Scope, shape: Shape, params: dict[str, str], key: KeyRecord
+    ) -> Response:
         if shape == "legacy":
             run_id, model = legacy_params(
                 params.get("runId"), params.get("modelSlug"), params.get("model")

@@ -17,6 +17,7 @@ from vidgate.server import schemas
 from vidgate.server.auth import require_key
 from vidgate.server.common import base_url, find_run, output_link, read_json, state_of
 from vidgate.server.errors import ApiError
+from vidgate.server.state import AppState
 from vidgate.storage.local import BadSignature, content_type_for
 from vidgate.store.errors import IdempotencyConflict
 from vidgate.store.records import KeyRecord
@@ -24,10 +25,11 @@ from vidgate.views import iso, submit_response
 
 router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
+SUBMIT_PATH = "/api/generate-video"
 
 
 @router.post(
-    "/api/generate-video",
+    SUBMIT_PATH,
     status_code=202,
     response_model=schemas.SubmitResponse,
     responses=schemas.error_responses(400, 401, 409, 429, submit=True),
@@ -39,8 +41,14 @@ Key = Annotated[KeyRecord, Depends(require_key)]
     },
     summary="Submit a video generation run",
 )
-async def submit(request: Request, key: Key) -> JSONResponse:
-    state = state_of(request)
+async def submit(request: Request, key: Key) -> Response:
+    return await accept_submit(state_of(request), request, key)
+
+
+async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Response:
+    """A submit by ``key``: the new run, committed (or the first run of its idempotency
+    key). The route and the fast path (:mod:`vidgate.server.fast_path`) both answer with
+    this."""
     wait_s = state.limiter.take(key.id)
     if wait_s is not None:
         retry = max(1, math.ceil(wait_s))

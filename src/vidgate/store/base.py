@@ -28,6 +28,7 @@ from vidgate.events.pg_feed import CHANNEL, payload
 from vidgate.runs import webhooks
 from vidgate.runs.ids import new_message_id
 from vidgate.runs.status import Status
+from vidgate.store.group_commit import GroupCommit
 from vidgate.store.records import DeliveryRecord, RunRecord
 from vidgate.store.schema import runs, webhook_deliveries
 
@@ -43,6 +44,7 @@ READERS = 4
 
 def _bind(conn: Connection, work: Callable[[Tx], T], tx: Tx) -> T:
     tx.conn = conn
+    tx.changes = []  # a write run again (see group_commit) records its changes afresh
     return work(tx)
 
 
@@ -57,7 +59,8 @@ class Tx:
 class StoreBase:
     """Runs each transaction as one step, written once as a plain function of a
     connection: on SQLite in a thread with its own connection (one thread writes, so this
-    process's writers take turns without SQLite's sleeping busy wait; a few threads read),
+    process's writers take turns without SQLite's sleeping busy wait, and writes waiting
+    together commit together: see :mod:`~vidgate.store.group_commit`; a few threads read),
     on PostgreSQL through the async engine's ``run_sync``. A transaction is then one hand-
     off between threads however many statements it runs, where an async SQLite driver
     pays several per statement."""
@@ -77,10 +80,10 @@ class StoreBase:
         self._async = async_engine
         self._sync = sync_engine
         self.dialect = (async_engine or sync_engine).dialect.name  # type: ignore[union-attr]
-        self._write_thread: ThreadPoolExecutor | None = None
+        self._writer: GroupCommit | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         if sync_engine is not None:
-            self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="vidgate-db-write")
+            self._writer = GroupCommit(sync_engine)
             self._read_threads = ThreadPoolExecutor(READERS, thread_name_prefix="vidgate-db-read")
 
     async def _write(self, work: Callable[[Tx], T]) -> T:
@@ -91,20 +94,14 @@ class StoreBase:
 
     async def _write_and_publish(self, work: Callable[[Tx], T]) -> T:
         tx = Tx(None)  # type: ignore[arg-type]  # the connection is set where it runs
-        if self._sync is not None:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._write_thread, self._write_sync, work, tx)
+        if self._writer is not None:
+            result = await self._writer.run(lambda conn: _bind(conn, work, tx))
         else:
             assert self._async is not None
             async with self._async.begin() as conn:
                 result = await conn.run_sync(_bind, work, tx)
         self.events.publish_many(tx.changes)
         return result
-
-    def _write_sync(self, work: Callable[[Tx], T], tx: Tx) -> T:
-        assert self._sync is not None
-        with self._sync.execution_options(vidgate_write=True).begin() as conn:
-            return _bind(conn, work, tx)
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work``, one read statement (on SQLite, outside any transaction)."""
@@ -124,9 +121,10 @@ class StoreBase:
         if self._async is not None:
             await self._async.dispose()
         if self._sync is not None:
-            for pool in (self._write_thread, self._read_threads):
-                if pool is not None:
-                    pool.shutdown(wait=True)
+            if self._writer is not None:
+                self._writer.shutdown()
+            if self._read_threads is not None:
+                self._read_threads.shutdown(wait=True)
             self._sync.dispose()
 
     def _bump(self) -> dict[str, Any]:

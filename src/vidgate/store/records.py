@@ -51,6 +51,7 @@ class RunRecord:
         values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
         values["status"] = Status(values["status"])
         values["is_nsfw"] = bool(values.get("is_nsfw"))
+        values["cost"] = float(values["cost"])  # SQLite's RETURNING gives 0, not 0.0
         return cls(**values)
 
     @property

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import Insert, case, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from vidgate.events.hub import RunChange
 from vidgate.runs.status import TERMINAL, Status, sources_of
-from vidgate.store.base import StoreBase, Tx
+from vidgate.store.base import CHANGE_COLUMNS, StoreBase, Tx
 from vidgate.store.errors import IdempotencyConflict, NotFound
 from vidgate.store.records import NewRun, RunRecord
 from vidgate.store.schema import runs
 
 
 class RunVerbs(StoreBase):
+    @functools.cached_property
+    def _insert_run(self) -> Insert:
+        """One statement object for every submit, so SQLAlchemy finds it compiled."""
+        return insert(runs).values(rev=self._next_rev()).returning(*CHANGE_COLUMNS)
+
     async def submit(self, new: NewRun, *, idempotency_ttl_s: float) -> tuple[RunRecord, bool]:
         """Persist a new run. With an idempotency key seen within the TTL, returns the first
         run instead (``created`` is False), or raises IdempotencyConflict if the body differs."""
@@ -45,11 +51,10 @@ class RunVerbs(StoreBase):
                 "attempts": 0,
                 "is_nsfw": False,
                 "seq": 1,
-                "rev": self._next_rev(),
             }
-            inserted = tx.conn.execute(insert(runs).values(**row).returning(*runs.c)).one()
+            inserted = tx.conn.execute(self._insert_run, row).one()
             self._changed(tx, inserted, now)  # an event (and NOTIFY): workers wake for it
-            return RunRecord.from_row(inserted._mapping), True
+            return RunRecord.from_row({**inserted._mapping, "request": new.request}), True
 
         for _ in range(3):
             try:
