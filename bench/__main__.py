@@ -54,6 +54,7 @@ def main() -> None:
     chosen = [c for c in CHOICES if c in set(args.only or CHOICES)]
     started, clock = datetime.now(UTC), time.monotonic()
     report = Report()
+    report.command("all of it (installs wrk and nginx if missing, starts PostgreSQL)", "make bench")
     database_url = os.environ.get("VIDGATE_BENCH_DATABASE_URL")
     for name in chosen:
         before = len(report.figures)
@@ -63,10 +64,16 @@ def main() -> None:
             report.figures += render.render_bench()
         elif name == "push":
             report.figures += push.latency_bench(args.runs, database_url)
+            report.note(
+                f"Push latency: {args.runs} runs per setup, followed by Python clients on "
+                "loopback (`bench/push.py`); with so few runs, p99 is about the second "
+                "largest value."
+            )
             if database_url is None:
                 report.note("Push latency on PostgreSQL skipped: no VIDGATE_BENCH_DATABASE_URL")
         elif name == "idle":
             report.add(idle.idle_bench(waiters=2000, streams=500))
+            report.note("Idle cost: CPU time of the server process from /proc (`bench/idle.py`).")
         print(text_table(Report(report.figures[before:])), flush=True)
     for note in report.notes:
         print(f"\nnote: {note}")

@@ -173,6 +173,7 @@ def status_loads(load: Load, tmp: Path) -> tuple[dict[str, Result], bytes]:
     unified = seed.write_queries(tmp / "unified-queries.txt", seeded, legacy=False)
     headers = {"x-api-key": vidgate.key}
     results: dict[str, Result] = {}
+    load.report.command("API key, status routes", shown_command(vidgate.key_command(), load.hide))
     with vidgate.serve() as (base, cmd):
         load.report.command("server, status routes", shown_command(cmd, load.hide))
         body = _check_status_routes(base, headers, seeded)
@@ -256,9 +257,10 @@ def submit_loads(load: Load, tmp: Path, postgres_url: str | None) -> dict[str, R
             load.hide[vidgate.key] = "$VIDGATE_API_KEY"
             headers = {"x-api-key": vidgate.key}
             base, cmd = stack.enter_context(vidgate.serve("--no-worker"))
-            label = f"server, submits on {name}"
-            shown = shown_command(cmd, load.hide)
-            load.report.command(label, f"VIDGATE_DATABASE_URL=... {shown}" if url else shown)
+            env_shown = "".join(f"{k}={v} " for k, v in env.items())
+            for label, command in (("API key", vidgate.key_command()), ("server", cmd)):
+                shown = env_shown + shown_command(command, load.hide)
+                load.report.command(f"{label}, submits on {name}", shown)
             first = httpx.post(base + "/api/generate-video", headers=headers, json=SUBMIT_BODY)
             if first.status_code != 202:
                 raise RuntimeError(f"a submit on {name} answered {first.status_code}: {first.text}")

@@ -113,13 +113,25 @@ class Report:
 
 def shown_command(cmd: Iterable[str], replace: Mapping[str, str] | None = None) -> str:
     """A command line as a reader can run it: this interpreter as ``.venv/bin/python``, the
-    repository's paths relative, and ``replace`` applied (temporary dirs, keys)."""
-    text = shlex.join(cmd)
-    for old, new in (replace or {}).items():
-        text = text.replace(old, new)
-    python = Path(sys.executable)
-    text = text.replace(str(python), _relative(python))
-    return text.replace(str(ROOT) + os.sep, "")
+    repository's paths relative, programs by name, and ``replace`` applied (temporary
+    dirs, keys: their stand-ins, such as ``$TMP``, stay open to the shell)."""
+    python, words = Path(sys.executable), []
+    for i, arg in enumerate(cmd):
+        if arg == str(python):
+            arg = _relative(python)
+        elif i == 0 and os.sep in arg:
+            arg = Path(arg).name  # a program on the PATH, such as nginx
+        for old, new in (replace or {}).items():
+            arg = arg.replace(old, new)
+        arg = arg.replace(str(ROOT) + os.sep, "")
+        words.append(_quoted(arg))
+    return " ".join(words)
+
+
+def _quoted(arg: str) -> str:
+    if "$" in arg and not any(c in arg for c in '"`!'):
+        return f'"{arg}"' if shlex.quote(arg.replace("$", "")) != arg.replace("$", "") else arg
+    return shlex.quote(arg)
 
 
 def _relative(path: Path) -> str:

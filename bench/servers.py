@@ -92,6 +92,11 @@ class Vidgate:
         created = run_cli(["keys", "create", name], data_dir=data_dir, config=config, env=env)
         return cls(data_dir, config, name, created.stdout.split()[-1], env)
 
+    def key_command(self) -> list[str]:
+        """How the key was made (for the record; :meth:`create` ran it)."""
+        where = ["--data-dir", str(self.data_dir), "--config", str(self.config)]
+        return [*VIDGATE, "keys", "create", self.key_name, *where]
+
     def serve_command(self, port: int, *extra: str) -> list[str]:
         return [
             *VIDGATE,

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 from bench import nginx, wrk
-from bench.report import BEGIN, END, NEW_DOC, Figure, Report, markdown, replace_between_markers
+from bench.report import (
+    BEGIN,
+    END,
+    NEW_DOC,
+    Figure,
+    Report,
+    markdown,
+    replace_between_markers,
+    shown_command,
+)
 
 
 def report_line(**changes: object) -> str:
@@ -119,3 +129,10 @@ def test_figures_show_ratios_goals_and_broken_loads() -> None:
     text = markdown(report, {"commit": "abc"})
     assert "| status | 12,000 req/s | nginx: 40,000 | 0.300 |" in text
     assert "broken: 3 non-2xx/3xx answers" in text
+
+
+def test_commands_are_shown_without_this_machines_paths_or_keys() -> None:
+    cmd = ["/usr/sbin/nginx", "-H", "x-api-key: vg_secret", "--list", "/tmp/xyz/q.txt", "a?b=1"]
+    shown = shown_command(cmd, {"/tmp/xyz": "$TMP", "vg_secret": "$VIDGATE_API_KEY"})
+    assert shown == "nginx -H \"x-api-key: $VIDGATE_API_KEY\" --list $TMP/q.txt 'a?b=1'"
+    assert shown_command([sys.executable, "-m", "bench"]).endswith("python -m bench")
