@@ -34,8 +34,10 @@ test: lint
 	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)' EXIT; \
 	VIDGATE_TEST_DATABASE_URL=$$url $(BIN)/pytest $(PYTEST_ARGS)
 
-## Benchmarks, each as a ratio to a baseline measured in the same run (see bench/).
+## Benchmarks, each beside a baseline measured in the same run (see bench/); HTTP figures
+## by wrk. Installs wrk and nginx if missing; writes docs/benchmarks.md. Under 10 minutes.
 bench: $(STAMP)
+	scripts/bench-tools.sh
 	@url=$$(scripts/postgres-for-tests.sh start $(PGDIR)-bench) || exit 1; \
 	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)-bench' EXIT; \
 	VIDGATE_BENCH_DATABASE_URL=$$url $(BIN)/python -m bench $(BENCH_ARGS)

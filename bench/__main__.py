@@ -1,192 +1,88 @@
-"""vidgate benchmarks. Every figure is a ratio against a baseline measured in the same run.
+"""vidgate benchmarks. Every figure stands beside a baseline measured in the same run.
 
-* HTTP: requests per second of vidgate's status and submit routes, against a trivial FastAPI
-  route served by the same uvicorn on the same machine (1.0 would mean vidgate's work per
-  request costs nothing).
-* Rendering: testcard's frames per second, against a bare PyAV H.264 encode of the same
-  number of flat frames at the same size (the cost of drawing text and patterns).
+* http: requests per second of vidgate's status and submit routes, measured by wrk, beside
+  nginx serving the same status body as a static file and a trivial FastAPI route on
+  uvicorn and on granian (``bench/http.py``).
+* render: testcard's frames per second beside a bare H.264 encode (``bench/render.py``).
+* push: how soon clients learn that a run completed, by long-poll, server-sent events and
+  webhook, beside polling every 5 s (``bench/push.py``).
+* idle: CPU cost of idle long-poll waiters and event streams (``bench/idle.py``).
 
-Run with ``make bench``. Absolute numbers vary with the machine; the ratios are the point.
+Run with ``make bench`` (it installs wrk and nginx, starts PostgreSQL, and writes
+``docs/benchmarks.md`` after a full run). Absolute numbers vary with the machine; the
+ratios are the point.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import io
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-from tests.servers import VIDGATE, free_port, run_cli
+from bench import http, idle, nginx, push, render, wrk
+from bench.report import ROOT, Report, run_facts, text_table, write_doc
 
-from bench import push
-
-
-@contextlib.contextmanager
-def server(args: list[str], port: int, ready_path: str) -> Iterator[str]:
-    process = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + ready_path, timeout=1).status_code < 500:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server {args} did not start")
-            time.sleep(0.1)
-        yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
+CHOICES = ("http", "render", "push", "idle")
 
 
-async def load(
-    method: str,
-    url: str,
-    seconds: float,
-    concurrency: int,
-    headers: dict[str, str] | None = None,
-    json: object = None,
-) -> float:
-    """Requests per second completed with ``concurrency`` connections for ``seconds``."""
-    done = 0
-    async with httpx.AsyncClient(
-        headers=headers, timeout=30, limits=httpx.Limits(max_connections=concurrency)
-    ) as client:
-        stop_at = time.monotonic() + seconds
+def tool_versions() -> dict[str, str]:
+    import granian
+    import uvicorn
 
-        async def worker() -> None:
-            nonlocal done
-            while time.monotonic() < stop_at:
-                response = await client.request(method, url, json=json)
-                assert response.status_code < 300, response.text
-                done += 1
-
-        started = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return done / (time.monotonic() - started)
-
-
-def http_bench(seconds: float, concurrency: int) -> None:
-    port = free_port()
-    baseline_cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.baseline_app:app",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    with server(baseline_cmd, port, "/ping") as base:
-        baseline = asyncio.run(load("GET", base + "/ping", seconds, concurrency))
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        config = Path(tmp) / "bench.toml"
-        config.write_text("[limits]\nsubmits_per_minute = 100000000\n")
-        key = run_cli(["keys", "create", "bench"], data_dir=data_dir, config=config).stdout.split()[
-            -1
-        ]
-        port = free_port()
-        cmd = [
-            *VIDGATE,
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--config",
-            str(config),
-            "--no-worker",
-            "--log-level",
-            "warning",
-        ]
-        with server(cmd, port, "/healthz") as base:
-            headers = {"x-api-key": key}
-            run_id = httpx.post(
-                base + "/api/generate-video",
-                headers=headers,
-                json={"model": "testcard-video", "prompt": "x"},
-            ).json()["runId"]
-            status = asyncio.run(
-                load(
-                    "GET", f"{base}/api/video/status?runId={run_id}", seconds, concurrency, headers
-                )
-            )
-            submit = asyncio.run(
-                load(
-                    "POST",
-                    base + "/api/generate-video",
-                    seconds,
-                    concurrency,
-                    headers,
-                    {"model": "testcard-video", "prompt": "bench"},
-                )
-            )
-    print(f"http  baseline GET /ping               {baseline:8.0f} req/s  1.00")
-    print(f"http  GET /api/video/status (SQLite)   {status:8.0f} req/s  {status / baseline:.2f}")
-    print(f"http  POST /api/generate-video (SQLite){submit:8.0f} req/s  {submit / baseline:.2f}")
-
-
-def render_bench() -> None:
-    import av
-    import numpy as np
-
-    from vidgate.backends.testcard_render import TestcardSpec, render
-
-    spec = TestcardSpec(text="a benchmark", width=854, height=480, duration_s=5, fps=24)
-    frames = round(spec.duration_s * spec.fps)
-    with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        render(spec, Path(tmp) / "out.mp4")
-        ours = frames / (time.perf_counter() - started)
-    started = time.perf_counter()
-    with av.open(io.BytesIO(), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=spec.fps)
-        stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
-        stream.options = {"preset": "veryfast"}
-        stream.codec_context.thread_count = 1
-        pixels = np.zeros((spec.height, spec.width, 3), dtype=np.uint8)
-        for i in range(frames):
-            pixels[:] = i % 256
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
-        container.mux(stream.encode())
-    baseline = frames / (time.perf_counter() - started)
-    print(f"render baseline bare H.264 encode 480p {baseline:8.1f} fps    1.00")
-    print(f"render testcard 480p                   {ours:8.1f} fps    {ours / baseline:.2f}")
+    versions = {"wrk": wrk.version(), "uvicorn": uvicorn.__version__}
+    versions["granian"] = granian.__version__
+    versions["nginx"] = nginx.version()
+    return versions
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per HTTP measurement")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--runs", type=int, default=200, help="runs per push latency setup")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=8.0, help="per wrk load")
+    parser.add_argument("--runs", type=int, default=60, help="runs per push latency setup")
+    parser.add_argument("--only", choices=CHOICES, action="append", help="repeatable")
     parser.add_argument(
-        "--only", choices=["http", "render", "push", "idle"], action="append", help="repeatable"
+        "--doc",
+        type=Path,
+        default=ROOT / "docs" / "benchmarks.md",
+        help="rewritten (between its bench markers) after a run of every bench",
     )
     args = parser.parse_args()
-    chosen = set(args.only or ["http", "render", "push", "idle"])
-    print("benchmark                               result         ratio to baseline")
-    if "http" in chosen:
-        http_bench(args.seconds, args.concurrency)
-    if "render" in chosen:
-        render_bench()
-    if "push" in chosen:
-        push.latency_bench(args.runs, os.environ.get("VIDGATE_BENCH_DATABASE_URL"))
-    if "idle" in chosen:
-        push.idle_bench(waiters=2000, streams=500)
+    chosen = [c for c in CHOICES if c in set(args.only or CHOICES)]
+    started, clock = datetime.now(UTC), time.monotonic()
+    report = Report()
+    report.command("all of it (installs wrk and nginx if missing, starts PostgreSQL)", "make bench")
+    database_url = os.environ.get("VIDGATE_BENCH_DATABASE_URL")
+    for name in chosen:
+        before = len(report.figures)
+        if name == "http":
+            http.http_bench(report, args.seconds, database_url)
+        elif name == "render":
+            report.figures += render.render_bench()
+        elif name == "push":
+            report.figures += push.latency_bench(args.runs, database_url)
+            report.note(
+                f"Push latency: {args.runs} runs per setup, followed by Python clients on "
+                "loopback (`bench/push.py`); with so few runs, p99 is about the second "
+                "largest value."
+            )
+            if database_url is None:
+                report.note("Push latency on PostgreSQL skipped: no VIDGATE_BENCH_DATABASE_URL")
+        elif name == "idle":
+            report.add(idle.idle_bench(waiters=2000, streams=500))
+            report.note("Idle cost: CPU time of the server process from /proc (`bench/idle.py`).")
+        print(text_table(Report(report.figures[before:])), flush=True)
+    for note in report.notes:
+        print(f"\nnote: {note}")
+    print(f"\nall benches took {time.monotonic() - clock:.0f} s")
+    if len(chosen) == len(CHOICES):
+        write_doc(args.doc, report, run_facts(started, tool_versions()))
+        print(f"wrote {args.doc}")
+    else:
+        print(f"{args.doc} not rewritten: only a run of every bench writes it")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,12 @@
-"""Push benchmarks: how soon a client learns that its video is ready, and what idle
-waiters cost.
+"""Push benchmark: how soon a client learns that its video is ready.
 
-* Latency: from a run's completion (its ``completedAt``, stamped just before the commit) to
+From a run's completion (its ``completedAt``, stamped just before the commit) to
   the moment a client has the COMPLETED state, over N runs, by long-poll (``waitSeconds``),
   server-sent events and webhook, beside a client that polls every 5 s (the upstream
   sample's cadence), all measured in the same run. Two setups: SQLite with plain
   ``vidgate serve``; PostgreSQL with two ``serve --no-worker`` and one ``vidgate worker``,
   the waiters on the API process that did not take the submit. These are latencies of
   single events, read by a Python client on loopback; throughput figures come from wrk.
-* Idle cost: CPU time of one API process over 30 s while it holds 2,000 long-poll waiters
-  and 500 event streams, and answers status polls meanwhile.
 """
 
 from __future__ import annotations
@@ -20,12 +17,11 @@ import json
 import multiprocessing
 import os
 import secrets
-import statistics
 import subprocess
 import tempfile
 import time
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +32,7 @@ from tests.providers import all_cases, provider_env, vidgate_config
 from tests.servers import VIDGATE, free_port, run_cli
 
 from bench.rawhttp import Connection
+from bench.report import Figure
 
 BODY = {"model": "testcard-video", "resolution": "480p", "duration": 1}
 WEBHOOKS = """
@@ -288,17 +285,26 @@ async def latencies(
     return found
 
 
-def report_latency(title: str, found: dict[str, list[float]]) -> None:
-    poll_p50 = statistics.median(found["poll every 5 s"])
-    print(f"\n{title}: completion to client, {len(found['sse'])} runs (ms)")
-    print(f"  {'method':<16}{'p50':>9}{'p99':>9}{'max':>9}  ratio of p50 to polling every 5 s")
+def latency_figures(title: str, found: dict[str, list[float]]) -> list[Figure]:
+    """p50 of each method, as a ratio to the p50 of polling every 5 s."""
+    section = f"Push latency, completion to client: {title}, {len(found['sse'])} runs"
+    poll_p50 = percentile(found["poll every 5 s"], 0.5) * 1000
+    figures = []
     for method in METHODS:
         values = found[method]
-        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
-        print(
-            f"  {method:<16}{p50 * 1000:9.1f}{p99 * 1000:9.1f}{max(values) * 1000:9.1f}"
-            f"  {p50 / poll_p50:.4f}"
+        p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+        figures.append(
+            Figure(
+                section,
+                f"{method}, p50",
+                p50,
+                "ms",
+                "poll every 5 s, p50",
+                poll_p50,
+                detail=f"p99 {p99:.1f} ms, max {max(values) * 1000:.1f} ms",
+            )
         )
+    return figures
 
 
 WORKLOADS = {"provider": 0.25, "testcard": 0.4}
@@ -306,7 +312,8 @@ WORKLOADS = {"provider": 0.25, "testcard": 0.4}
 run, and vidgate's default 5 s poll); testcard renders take the worker's two slots."""
 
 
-def latency_bench(runs: int, postgres_url: str | None) -> None:
+def latency_bench(runs: int, postgres_url: str | None) -> list[Figure]:
+    figures: list[Figure] = []
     for name, every_s in WORKLOADS.items():
         with workload(name) as work:
             with (
@@ -317,124 +324,17 @@ def latency_bench(runs: int, postgres_url: str | None) -> None:
                 ),
             ):
                 found = asyncio.run(latencies(work.model, bases[0], bases[0], key, runs, every_s))
-            report_latency(f"{work.name}, SQLite, plain `vidgate serve`", found)
+            figures += latency_figures(f"{work.name}, SQLite, plain `vidgate serve`", found)
             if postgres_url is None:
-                print("\nPostgreSQL skipped: no VIDGATE_BENCH_DATABASE_URL (make bench sets it)")
                 continue
             with (
                 tempfile.TemporaryDirectory() as tmp,
                 setup(Path(tmp), work, postgres_url, 2, True) as (bases, key),
             ):
                 found = asyncio.run(latencies(work.model, bases[0], bases[1], key, runs, every_s))
-            report_latency(
+            figures += latency_figures(
                 f"{work.name}, PostgreSQL, 2 x `serve --no-worker` + `vidgate worker`, "
                 "waiting on the API that did not take the submit",
                 found,
             )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-
-
-@contextlib.asynccontextmanager
-async def held(client: httpx.AsyncClient, base: str, run_ids: list[str]) -> AsyncIterator[None]:
-    """Hold one long-poll per id (re-sent when it answers) until the block ends."""
-
-    async def hold(run_id: str) -> None:
-        while True:
-            await client.get(
-                base + "/api/video/status", params={"requestId": run_id, "waitSeconds": 60}
-            )
-
-    tasks = [asyncio.create_task(hold(r)) for r in run_ids]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def streams_open(client: httpx.AsyncClient, base: str, run_ids: list[str]) -> list[object]:
-    """Open one event stream per id and keep reading it in the background."""
-
-    async def follow(run_id: str) -> None:
-        url = base + "/api/video/status/stream"
-        async with client.stream("GET", url, params={"requestId": run_id}) as response:
-            async for _ in response.aiter_lines():
-                pass
-
-    return [asyncio.create_task(follow(r)) for r in run_ids]
-
-
-async def settle(client: httpx.AsyncClient, base: str, expected: int, limit_s: float = 40) -> float:
-    """Wait until the server holds every waiter (``/healthz`` counts them); returns the
-    seconds that took."""
-    started = time.monotonic()
-    while time.monotonic() - started < limit_s:
-        if (await client.get(base + "/healthz")).json()["waiting"] >= expected:
-            await asyncio.sleep(1)  # let the last answers' bookkeeping finish
-            return time.monotonic() - started
-        await asyncio.sleep(0.5)
-    raise RuntimeError(f"the server did not hold {expected} waiters within {limit_s} s")
-
-
-async def idle_cost(base: str, key: str, pid: int, waiters: int, streams: int) -> None:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(headers={"x-api-key": key}, timeout=90, limits=limits) as client:
-        run_ids = []
-        for i in range(waiters + streams):  # queued forever: this process runs no worker
-            response = await client.post(
-                base + "/api/generate-video", json={**BODY, "prompt": f"idle {i}"}
-            )
-            run_ids.append(response.json()["runId"])
-        stream_tasks = await streams_open(client, base, run_ids[waiters:])
-        async with held(client, base, run_ids[:waiters]):
-            settled = await settle(client, base, waiters + streams)
-            before, started = cpu_seconds(pid), time.monotonic()
-            poll_times = []
-            while time.monotonic() - started < 30:
-                sent = time.perf_counter()
-                response = await client.get(
-                    base + "/api/video/status", params={"requestId": run_ids[0]}
-                )
-                assert response.status_code == 200
-                poll_times.append(time.perf_counter() - sent)
-                await asyncio.sleep(1)
-            used = cpu_seconds(pid) - before
-            elapsed = time.monotonic() - started
-        for task in stream_tasks:
-            task.cancel()
-        await asyncio.gather(*stream_tasks, return_exceptions=True)
-    print(
-        f"\nIdle cost: {waiters} long-poll waiters + {streams} event streams on one API process"
-        f" (all in place after {settled:.0f} s)"
-        f"\n  CPU {used:.2f} s over {elapsed:.1f} s = {100 * used / elapsed:.2f}% of a core"
-        f" (target < 5%)\n  {len(poll_times)} status polls meanwhile, median "
-        f"{1000 * statistics.median(poll_times):.1f} ms, max {1000 * max(poll_times):.1f} ms"
-    )
-
-
-def idle_bench(waiters: int, streams: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir, config = Path(tmp) / "data", Path(tmp) / "bench.toml"
-        config.write_text(CONFIG)
-        key = run_cli(["keys", "create", "bench"], data_dir=data_dir, config=config)
-        port = free_port()
-        args = ["--data-dir", str(data_dir), "--config", str(config), "--log-level", "warning"]
-        process = subprocess.Popen(
-            [*VIDGATE, "serve", "--port", str(port), "--no-worker", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_ready(base)
-            asyncio.run(idle_cost(base, key.stdout.split()[-1], process.pid, waiters, streams))
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    return figures
