@@ -168,7 +168,10 @@ def test_a_change_shows_on_the_very_next_poll(
     if backend == "postgresql":
         env["VIDGATE_DATABASE_URL"] = request.getfixturevalue("postgres_url")
     server = LiveServer(tmp_path / "data", CONFIG, ["--no-worker"], env=env)
-    server.api_key = server.create_key("test")
+    created = run_cli(
+        ["keys", "create", "test"], data_dir=server.data_dir, config=server.config, env=env
+    )
+    server.api_key = created.stdout.strip().splitlines()[-1]
     server.start()
     try:
         asyncio.run(_change_and_poll(server, env.get("VIDGATE_DATABASE_URL")))
