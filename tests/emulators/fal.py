@@ -21,6 +21,10 @@ Status is computed from elapsed time (``queue_s`` queued, then ``run_s`` running
 task runs per job and thousands of jobs cost only their dict entries. Faults can be scripted
 per operation: ``submit`` (before the job exists), ``submit_response`` (after it was created:
 the answer is lost), ``status``, ``result``, ``cancel``, ``download``.
+
+Two routes under ``/_emulator/`` are not fal's: benchmarks use them to create many running
+jobs at once (``POST /_emulator/jobs``) and to count what was polled (``GET
+/_emulator/stats``).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ FLAGGED_MSG = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class FalJob:
     id: str
     app: str
@@ -176,6 +180,8 @@ def create_app(state: FalState) -> Starlette:
         if job is None:
             return JSONResponse({"detail": "Request not found"}, status_code=404)
         job.polls += 1
+        if job.polls == 1:
+            state.counters["polled_jobs"] += 1
         now = time.monotonic()
         phase = job.phase(now)
         body: dict[str, Any] = {"request_id": job.id, **urls(request, job), "logs": None}
@@ -296,8 +302,26 @@ def create_app(state: FalState) -> Starlette:
         job.downloads += 1
         return Response(sample_mp4(), media_type="video/mp4")
 
+    async def seed(request: Request) -> Response:
+        """Not fal's: ``{"app": "owner/app", "ids": [...], "finish_at": [epoch s...]}``
+        creates running jobs (no queue) that complete, successfully, at those times."""
+        body = await request.json()
+        app, wall, mono = str(body["app"]), time.time(), time.monotonic()
+        with state.lock:
+            for job_id, finish_at in zip(body["ids"], body["finish_at"], strict=True):
+                state.jobs[job_id] = FalJob(
+                    job_id, app, app, {}, mono, 0.0, max(0.0, finish_at - wall), "ok"
+                )
+        return JSONResponse({"jobs": len(state.jobs)})
+
+    async def stats(request: Request) -> Response:
+        """Not fal's: how many jobs there are and how many were polled at least once."""
+        return JSONResponse({"jobs": len(state.jobs), **state.counters})
+
     return Starlette(
         routes=[
+            Route("/_emulator/jobs", seed, methods=["POST"]),
+            Route("/_emulator/stats", stats, methods=["GET"]),
             Route("/files/{name}", download, methods=["GET"]),
             Route("/{owner}/{app}/requests/{request_id}/status", status, methods=["GET"]),
             Route("/{owner}/{app}/requests/{request_id}/cancel", cancel, methods=["PUT"]),

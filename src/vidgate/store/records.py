@@ -87,6 +87,36 @@ RunView = RunRecord | StatusRow
 """What the status views render: a whole run, or the part a poll reads."""
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteRun:
+    """A remote run as the poller leases it: only what its next operation needs. The
+    ``request`` (which can be megabytes of image) is loaded for a submit only."""
+
+    id: str
+    model: str
+    status: Status
+    attempts: int
+    provider_request_id: str | None
+    provider_state: dict[str, Any] | None
+    provider_status: str | None
+    progress: float | None
+    deadline_at: float | None
+    submit_started_at: float | None
+    request: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> RemoteRun:
+        values = {f.name: row[f.name] for f in fields(cls) if f.name in row}
+        values["status"] = Status(values["status"])
+        return cls(**values)
+
+    @property
+    def generation_request(self) -> GenerationRequest:
+        if self.request is None:
+            raise ValueError(f"run {self.id}: its request was not loaded (only submits load it)")
+        return GenerationRequest.from_json(self.request)
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     id: str

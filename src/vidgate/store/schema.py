@@ -83,6 +83,13 @@ Index("ix_runs_lease", runs.c.status, runs.c.lease_expires_at)
 Index("ix_runs_owner", runs.c.lease_owner)
 Index("ix_runs_api_key", runs.c.api_key_id, runs.c.created_at)
 Index("ix_runs_remote_due", runs.c.backend, runs.c.next_poll_at)
+Index(
+    "ix_runs_remote_submit",
+    runs.c.backend,
+    runs.c.status,
+    runs.c.provider_request_id,
+    runs.c.available_at,
+)
 Index("ix_runs_rev", runs.c.rev)
 
 webhook_deliveries = Table(

@@ -33,14 +33,14 @@ from vidgate.logs import event
 from vidgate.runs.catalog import Catalog
 from vidgate.runs.status import Status
 from vidgate.storage.local import LocalStorage
-from vidgate.store.records import RunRecord
+from vidgate.store.records import RemoteRun, RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.worker.wakeup import sleep_until
 
 log = logging.getLogger("vidgate.worker")
 
 
-def attempt_name(run: RunRecord) -> str:
+def attempt_name(run: RunRecord | RemoteRun) -> str:
     """A name unique to this claim of the run: for its working folder and output key."""
     return f"{run.attempts}-{secrets.token_hex(4)}"
 

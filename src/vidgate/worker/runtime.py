@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
-
 from vidgate.backends.registry import local_backends, remote_backends
 from vidgate.events.hub import RunChange
 from vidgate.runs.status import Status
 from vidgate.services import Services
 from vidgate.worker.local import LocalWorker, new_owner_id
+from vidgate.worker.provider_http import provider_client
 from vidgate.worker.remote import RemotePoller
 from vidgate.worker.webhooks import WebhookSender
 
@@ -30,11 +29,7 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
         settings.data_dir / "work",
         owner=owner,
     )
-    limits = httpx.Limits(
-        max_connections=settings.worker.remote_concurrency,
-        max_keepalive_connections=settings.worker.remote_concurrency,
-    )
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as http:
+    async with provider_client(settings.worker.remote_concurrency) as http:
         poller = RemotePoller(
             store,
             services.storage,

@@ -1,0 +1,81 @@
+"""The worker's HTTP to providers: at most ``remote_concurrency`` connections, in small pools.
+
+httpcore's connection pool looks at every connection it holds each time a request starts or
+ends (a system call per idle connection, to see whether the server closed it). One pool of
+200 connections therefore spends milliseconds of CPU on every request: that, not the
+network, was what bounded one worker's polls. :class:`ShardedTransport` spreads the same
+number of connections over pools of :data:`SHARD_CONNECTIONS`, and sends each request to
+the pool with the fewest requests under way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+
+SHARD_CONNECTIONS = 4
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    def __init__(self, connections: int, *, per_shard: int = SHARD_CONNECTIONS) -> None:
+        shards = max(1, math.ceil(connections / per_shard))
+        sizes = [connections // shards + (i < connections % shards) for i in range(shards)]
+        self.connections = sum(sizes)
+        """The most connections open at once, over all pools."""
+        tls = httpx.create_ssl_context()  # one for all pools: each costs milliseconds to make
+        self._shards = [
+            httpx.AsyncHTTPTransport(
+                verify=tls,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            )
+            for size in sizes
+        ]
+        self._active = [0] * shards
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        shard = min(range(len(self._shards)), key=self._active.__getitem__)
+        self._active[shard] += 1
+        try:
+            response = await self._shards[shard].handle_async_request(request)
+        except BaseException:
+            self._active[shard] -= 1
+            raise
+        response.stream = _Counted(response.stream, lambda: self._done(shard))
+        return response
+
+    def _done(self, shard: int) -> None:
+        self._active[shard] -= 1
+
+    async def aclose(self) -> None:
+        for shard in self._shards:
+            await shard.aclose()
+
+
+class _Counted(httpx.AsyncByteStream):
+    """A response body that tells its pool once it is closed (read to the end or not)."""
+
+    def __init__(
+        self, stream: httpx.AsyncByteStream | httpx.SyncByteStream, done: Callable[[], None]
+    ) -> None:
+        assert isinstance(stream, httpx.AsyncByteStream)
+        self._stream = stream
+        self._done: Callable[[], None] | None = done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            if self._done is not None:
+                self._done()
+                self._done = None
+
+
+def provider_client(connections: int) -> httpx.AsyncClient:
+    """The client every remote backend of a worker shares."""
+    return httpx.AsyncClient(transport=ShardedTransport(connections), timeout=30.0)

@@ -1,0 +1,161 @@
+"""The poller's loop: lease what is due, run it concurrently (bounded), and hand back.
+
+Each round, the loop leases the runs whose next operation is due (a submit, a poll, a
+provider-side cancel), in one claim of many, and runs those operations as tasks, at most
+``remote_concurrency`` at once. The schedule is the database's (see
+:mod:`vidgate.store.remote`): this process keeps nothing per run in flight but the
+operations it is running and the quiet polls it has yet to hand back, so its memory does
+not grow with the number of provider jobs it follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from vidgate.backends.base import RemoteBackend
+from vidgate.config import WorkerSettings
+from vidgate.logs import event
+from vidgate.runs.catalog import Catalog
+from vidgate.runs.status import Status
+from vidgate.storage.local import LocalStorage
+from vidgate.store.records import RemoteRun
+from vidgate.store.sql import SQLStore
+from vidgate.worker.remote.follow import Follows
+from vidgate.worker.remote.outcomes import log
+from vidgate.worker.remote.submit import Submits
+from vidgate.worker.wakeup import sleep_until
+
+CLAIM_BATCH = 500
+SUBMIT_GRACE_S = 30.0
+REFILL = 4
+"""Claim again once a quarter of the slots are free (or nothing is running): one claim
+per few dozen operations, not one per operation."""
+
+
+class RemotePoller(Submits, Follows):
+    def __init__(
+        self,
+        store: SQLStore,
+        storage: LocalStorage,
+        catalog: Catalog,
+        backends: Mapping[str, RemoteBackend],
+        poll_intervals: Mapping[str, float],
+        settings: WorkerSettings,
+        owner: str,
+        *,
+        copy_attempts: int = 5,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.catalog = catalog
+        self.backends = dict(backends)  # by provider name
+        # The cadence per provider: as configured, never below what the adapter allows.
+        self._intervals = {
+            name: max(poll_intervals[name], backend.min_poll_interval_s)
+            for name, backend in self.backends.items()
+        }
+        self.settings = settings
+        self.owner = owner
+        self.copy_attempts = copy_attempts
+        self.kinds = sorted({spec.backend for spec in catalog if spec.provider in self.backends})
+        self._held: dict[asyncio.Task[None], str] = {}  # operation -> run id
+        self._submitting: set[asyncio.Task[Any]] = set()
+        self._quiet: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._slots_free = asyncio.Event()
+        self._refill = max(1, settings.remote_concurrency // REFILL)
+
+    def wake(self) -> None:
+        """Look for due operations now (a remote run was submitted or cancelled)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.kinds:
+            return
+        event(log, "poller.started", owner=self.owner, backends=",".join(self.kinds))
+        renewer = asyncio.create_task(self._renew_leases(stop))
+        try:
+            while not stop.is_set():
+                free = self.settings.remote_concurrency - len(self._held)
+                if free < self._refill and self._held:  # wait for slots to free up
+                    self._slots_free.clear()
+                    await sleep_until(self.settings.idle_poll_s, stop, self._slots_free)
+                    continue
+                wanted = min(free, CLAIM_BATCH)
+                self._wake.clear()  # before the claim: a wake-up during it is not lost
+                batch = await self._claim(wanted)
+                for run in batch:
+                    task = asyncio.create_task(self._operate(run))
+                    self._held[task] = run.id
+                    task.add_done_callback(self._forget)
+                if len(batch) < wanted:  # nothing more is due yet
+                    await sleep_until(self.settings.idle_poll_s, stop, self._wake)
+        finally:
+            await self._stop(renewer)
+
+    async def _claim(self, wanted: int) -> list[RemoteRun]:
+        quiet, self._quiet = self._quiet, {}
+        try:
+            return await self.store.claim_remote(
+                self.owner, self.kinds, wanted, self.settings.lease_s, reschedule=quiet
+            )
+        except Exception:
+            log.exception("poller.claim_failed")
+            self._quiet = quiet | self._quiet  # handed back with the next claim
+            return []
+
+    async def _stop(self, renewer: asyncio.Task[None]) -> None:
+        # Polls and copies are simply redone later. A submit waiting for the provider's
+        # answer is given time to record the provider's id: cut off now, its run could
+        # only be failed as "outcome unknown" after the restart.
+        for task in list(self._held):
+            if task not in self._submitting:
+                task.cancel()
+        submitting = set(self._submitting)
+        if submitting:
+            event(log, "poller.waiting_for_submits", count=len(submitting))
+            await asyncio.wait(submitting, timeout=SUBMIT_GRACE_S)
+        renewer.cancel()
+        for task in list(self._held):
+            task.cancel()
+        await asyncio.gather(renewer, *self._held, return_exceptions=True)
+        try:
+            await self.store.reschedule(self.owner, self._quiet)
+        except Exception:  # their leases run out instead
+            log.exception("poller.reschedule_failed")
+        self._quiet.clear()
+        event(log, "poller.stopped", owner=self.owner)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._held.pop(task, None)
+        if self.settings.remote_concurrency - len(self._held) >= self._refill:
+            self._slots_free.set()
+
+    async def _renew_leases(self, stop: asyncio.Event) -> None:
+        """Keep the leases of operations that run long (a large video copy) from expiring."""
+        while not stop.is_set():
+            await asyncio.sleep(self.settings.lease_s / 3)
+            try:
+                await self.store.renew(self.owner, set(self._held.values()), self.settings.lease_s)
+            except Exception:
+                log.exception("poller.renew_failed")
+
+    async def _operate(self, run: RemoteRun) -> None:
+        try:
+            spec = self.catalog.models.get(run.model)
+            backend = self.backends.get(spec.provider or "") if spec else None
+            if spec is None or backend is None:
+                await self._fail(run, f"model {run.model!r} is no longer configured here")
+            elif run.status is Status.CANCELLED:
+                await self._cancel_at_provider(run, backend)
+            elif run.provider_request_id is None:
+                await self._submit(run, spec, backend)
+            else:
+                await self._poll(run, spec, backend)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("poller.operation_crashed run_id=%s", run.id)
+            await self._retry_later(run, f"internal error: {type(exc).__name__}")
