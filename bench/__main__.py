@@ -7,6 +7,8 @@
 * push: how soon clients learn that a run completed, by long-poll, server-sent events and
   webhook, beside polling every 5 s (``bench/push.py``).
 * idle: CPU cost of idle long-poll waiters and event streams (``bench/idle.py``).
+* inflight: one worker holding 100,000 remote runs in flight: its memory, and how soon a
+  finished job shows (``bench/inflight.py``).
 
 Run with ``make bench`` (it installs wrk and nginx, starts PostgreSQL, and writes
 ``docs/benchmarks.md`` after a full run). Absolute numbers vary with the machine; the
@@ -21,10 +23,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import http, idle, nginx, push, render, wrk
+from bench import http, idle, inflight, nginx, push, render, wrk
 from bench.report import ROOT, Report, run_facts, text_table, write_doc
 
-CHOICES = ("http", "render", "push", "idle")
+CHOICES = ("http", "render", "push", "idle", "inflight")
 
 
 def tool_versions() -> dict[str, str]:
@@ -74,6 +76,13 @@ def main() -> None:
         elif name == "idle":
             report.add(idle.idle_bench(waiters=2000, streams=500))
             report.note("Idle cost: CPU time of the server process from /proc (`bench/idle.py`).")
+        elif name == "inflight":
+            report.figures += inflight.figures_of(inflight.inflight_bench(verbose=False))
+            report.note(
+                "In flight: runs and their running jobs are seeded (`bench/inflight.py`), "
+                "their first polls spread over one poll interval; staleness is read from "
+                "the database every 0.2 s."
+            )
         print(text_table(Report(report.figures[before:])), flush=True)
     for note in report.notes:
         print(f"\nnote: {note}")

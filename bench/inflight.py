@@ -40,6 +40,7 @@ import uvicorn
 from sqlalchemy import create_engine, insert, select, update
 from tests.servers import VIDGATE, free_port, run_cli
 
+from bench.report import Figure
 from vidgate.store.schema import api_keys, runs
 
 APP = "fal-ai/veo2"
@@ -383,3 +384,43 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def figures_of(values: dict[str, float]) -> list[Figure]:
+    """The bench's figures as report rows."""
+    section = (
+        f"Remote runs in flight: one `vidgate worker`, fal emulator, SQLite, "
+        f"{values['runs']:,.0f} runs"
+    )
+    interval = values["poll_interval_s"]
+    rss, p99 = values["rss_mb"], values["staleness_p99_s"]
+    polls = (
+        f"poll interval {interval:g} s: {values['polls_per_s_needed']:,.0f} polls/s needed, "
+        f"{values['polls_per_s']:,.0f} made; worker CPU {values['worker_cpu_per_s']:.2f} cores"
+    )
+    return [
+        Figure(
+            section,
+            "worker RSS, every run in flight",
+            rss,
+            "MB",
+            goal="< 500 MB",
+            met=rss < 500,
+            detail=f"{values['rss_per_run_kb']:.2f} KB per run; peak "
+            f"{values['rss_peak_mb']:.0f} MB; all polled once after "
+            f"{values['all_in_flight_s']:.0f} s",
+        ),
+        Figure(
+            section,
+            "staleness p99 (job finished at the emulator to COMPLETED in vidgate)",
+            p99,
+            "s",
+            baseline="poll interval",
+            baseline_value=interval,
+            goal="< 2x poll interval",
+            met=p99 < 2 * interval,
+            detail=f"p50 {values['staleness_p50_s']:.1f} s, max "
+            f"{values['staleness_max_s']:.1f} s over {values['sample']:,.0f} completions "
+            f"({values['sample_missing']:.0f} not seen); {polls}",
+        ),
+    ]

@@ -82,8 +82,8 @@ def unified_status(
         "estimatedTimeRemaining": None,
         "videoUrl": link.url if link is not None and run.status is Status.COMPLETED else None,
         "error": data.get("error"),
-        "createdAt": iso(run.created_at),
-        "completedAt": iso(run.completed_at),
+        "createdAt": data.get("createdAt"),
+        "completedAt": data.get("completedAt"),
     }
     if run.status is Status.FAILED:
         body["isNSFWError"] = run.is_nsfw

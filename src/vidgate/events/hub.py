@@ -35,8 +35,9 @@ class RunChange:
     webhook: bool = False
     """A webhook delivery may have been queued with this change (the sender should look)."""
     run: RunRecord | None = field(default=None, compare=False, repr=False)
-    """The run as committed, without its request, when the change was made in this process
-    (a waiter here need not read it again); None when it came from another process."""
+    """The run as committed, when the change was made in this process (a waiter here need
+    not read it again); None when it came from another process. Its request is left out
+    (it can hold megabytes of image), except after a submit, which has it at hand."""
     delivery: DeliveryRecord | None = field(default=None, compare=False, repr=False)
     """The webhook delivery this change queued, when made in this process."""
 

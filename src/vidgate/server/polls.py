@@ -29,6 +29,7 @@ from vidgate.runs.status import Status
 from vidgate.server.common import find_run
 from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
+from vidgate.storage.local import url_expiry
 from vidgate.store.records import KeyRecord, RunView
 
 Shape = Literal["legacy", "unified"]
@@ -164,9 +165,9 @@ class PollAnswers:
     def _keep_until(self, run: RunView) -> float:
         if run.status is not Status.COMPLETED:
             return float("inf")
-        link = views.output_link(self.state.storage, run, "", self._ttl_s)
+        expires = url_expiry(self._ttl_s, issued_from=run.completed_at)
         # The link is renewed every half TTL: keep the answer until just before that.
-        return (link.expires_at - self._ttl_s / 2 - 1) if link is not None else float("inf")
+        return expires - self._ttl_s / 2 - 1
 
     def _base_url(self, scope: Scope) -> str:
         """The request's base URL, as Starlette makes it, remembered per scheme, host and

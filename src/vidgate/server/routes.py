@@ -21,7 +21,7 @@ from vidgate.server.state import AppState
 from vidgate.storage.local import BadSignature, content_type_for
 from vidgate.store.errors import IdempotencyConflict
 from vidgate.store.records import KeyRecord
-from vidgate.views import iso, submit_response
+from vidgate.views import encode, iso, submit_response
 
 router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
@@ -93,7 +93,7 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc)) from None
     headers = {} if created else {"Idempotent-Replayed": "true"}
-    return JSONResponse(submit_response(run), status_code=202, headers=headers)
+    return Response(encode(submit_response(run)), 202, headers, "application/json")
 
 
 @router.get(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import hmac
 import mimetypes
 import os
@@ -15,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
 
@@ -54,6 +53,14 @@ def load_or_create_secret(path: Path) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     tmp.unlink()
     return value
+
+
+def url_expiry(ttl_s: int, *, issued_from: float | None = None, now: float | None = None) -> int:
+    """When a signed URL made now expires (see :meth:`LocalStorage.signed_url`)."""
+    now = time.time() if now is None else now
+    origin = now if issued_from is None else min(issued_from, now)
+    half = ttl_s / 2
+    return int(origin + ttl_s + half * ((now - origin) // half))
 
 
 def content_type_for(key: str) -> str:
@@ -106,7 +113,7 @@ class LocalStorage:
         self._path(key).unlink(missing_ok=True)
 
     def _sign(self, key: str, expires: int) -> str:
-        mac = hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self._secret, f"{key}\n{expires}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def signed_url(
@@ -124,11 +131,9 @@ class LocalStorage:
         polls get the same URL for a while, and every URL handed out stays valid for at
         least half the TTL.
         """
-        now = time.time() if now is None else now
-        origin = now if issued_from is None else min(issued_from, now)
-        half = ttl_s / 2
-        expires = int(origin + ttl_s + half * ((now - origin) // half))
-        query = urlencode({"exp": expires, "sig": self._sign(key, expires)})
+        expires = url_expiry(ttl_s, issued_from=issued_from, now=now)
+        # Both values need no escaping: digits, and URL-safe base64 without padding.
+        query = f"exp={expires}&sig={self._sign(key, expires)}"
         return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}", expires
 
     def open_signed(self, key: str, exp: str | None, sig: str | None) -> Path:

@@ -148,11 +148,15 @@ class StoreBase:
             self._changed(tx, row, now)
         return row
 
-    def _changed(self, tx: Tx, row: Row[Any], now: float) -> None:
-        """Record a change of a run that ``row`` (:data:`CHANGE_COLUMNS`) describes."""
+    def _changed(
+        self, tx: Tx, row: Row[Any], now: float, snapshot: RunRecord | None = None
+    ) -> None:
+        """Record a change of a run that ``row`` (:data:`CHANGE_COLUMNS`) describes
+        (``snapshot``: the run as a record, if the caller made one already)."""
         status = Status(row.status)
         delivery = self._queue_webhook(tx.conn, row, status, now) if row.webhook_url else None
-        snapshot = RunRecord.from_row({**row._mapping, "request": {}})
+        if snapshot is None:
+            snapshot = RunRecord.from_row({**row._mapping, "request": {}})
         change = RunChange(
             row.id,
             row.seq,

@@ -53,8 +53,9 @@ class RunVerbs(StoreBase):
                 "seq": 1,
             }
             inserted = tx.conn.execute(self._insert_run, row).one()
-            self._changed(tx, inserted, now)  # an event (and NOTIFY): workers wake for it
-            return RunRecord.from_row({**inserted._mapping, "request": new.request}), True
+            run = RunRecord.from_row({**inserted._mapping, "request": new.request})
+            self._changed(tx, inserted, now, run)  # an event (and NOTIFY): workers wake for it
+            return run, True
 
         for _ in range(3):
             try:

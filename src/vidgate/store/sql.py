@@ -16,6 +16,7 @@ The verbs live by story: :mod:`~vidgate.store.keys`, :mod:`~vidgate.store.runs`,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from vidgate.events.pg_feed import PostgresFeed
 from vidgate.events.sqlite_feed import SQLiteFeed
 from vidgate.store.base import READERS
+from vidgate.store.checkpoint import Checkpointer
 from vidgate.store.claims import ClaimVerbs
 from vidgate.store.keys import KEY_PREFIX, KeyVerbs, hash_key
 from vidgate.store.migrate import upgrade
@@ -66,6 +68,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA busy_timeout=30000")
         _ensure_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA wal_autocheckpoint=0")  # a Checkpointer thread does it
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -100,11 +103,15 @@ class SQLStore(KeyVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVe
     """Runs, API keys and webhook deliveries in a SQL database."""
 
     _feed: SQLiteFeed | PostgresFeed | None = None
+    _checkpointer: Checkpointer | None = None
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> SQLStore:
         if url.startswith("sqlite"):
             store = cls(sync_engine=_sqlite_engine(url))
+            assert store.url.database is not None
+            store._checkpointer = Checkpointer(store.url.database)
+            store._checkpointer.start()
         else:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             store = cls(async_engine=engine)
@@ -140,3 +147,5 @@ class SQLStore(KeyVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVe
             await self._feed.close()
         self._close_inline()
         await self._dispose()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.close)
