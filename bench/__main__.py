@@ -43,8 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=8.0, help="per wrk load")
-    parser.add_argument("--runs", type=int, default=60, help="runs per push latency setup")
+    parser.add_argument("--seconds", type=float, default=6.0, help="per wrk load")
+    parser.add_argument("--runs", type=int, default=40, help="runs per push latency setup")
     parser.add_argument("--only", choices=CHOICES, action="append", help="repeatable")
     parser.add_argument(
         "--doc",
