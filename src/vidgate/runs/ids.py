@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -29,9 +30,21 @@ def _encode128(raw: bytes) -> str:
     return "".join(_ALPHABET[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
+_last_run_id = 0
+_run_id_lock = threading.Lock()
+
+
 def new_run_id(now_ms: int | None = None) -> str:
-    """A new run id; ids made in a later millisecond sort after earlier ones."""
-    return "vid_" + _encode128(uuid7_bytes(now_ms))
+    """A new run id; ids made in a later millisecond sort after earlier ones, and a
+    process's ids sort in the order it made them (within a millisecond, one more than the
+    last: RFC 9562's monotonic random)."""
+    global _last_run_id
+    value = int.from_bytes(uuid7_bytes(now_ms), "big")
+    with _run_id_lock:
+        if value <= _last_run_id:
+            value = _last_run_id + 1
+        _last_run_id = value
+    return "vid_" + _encode128(value.to_bytes(16, "big"))
 
 
 def new_message_id() -> str:

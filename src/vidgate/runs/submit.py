@@ -54,4 +54,5 @@ def prepare_run(
         request_hash=request_hash(body) if idempotency_key else None,
         webhook_url=webhook_url,
         webhook_events=encode_events(request.webhook_events) if webhook_url else None,
+        created_at=now,
     )

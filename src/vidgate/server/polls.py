@@ -38,6 +38,8 @@ UNIFIED_PATH = "/api/video/status"
 SHAPES: dict[str, Shape] = {LEGACY_PATH: "legacy", UNIFIED_PATH: "unified"}
 WAIT_PARAM = "waitSeconds"
 BASES = 64
+PER_RUN = 4
+"""Answers kept per finished run (two shapes, a base URL or two)."""
 
 
 def legacy_params(run_id: str | None, model_slug: str | None, model: str | None) -> tuple[str, str]:
@@ -109,7 +111,10 @@ class FinishedAnswers:
     def put(self, run: RunView, shape: Shape, base: str, body: bytes, until: float) -> None:
         if self.size <= 0:
             return
-        self._runs.setdefault(run.id, {})[(shape, base)] = (run.api_key_id, run.model, body, until)
+        answers = self._runs.setdefault(run.id, {})
+        if len(answers) >= PER_RUN:  # base URLs come from Host headers: keep a few
+            del answers[next(iter(answers))]
+        answers[(shape, base)] = (run.api_key_id, run.model, body, until)
         self._runs.move_to_end(run.id)
         while len(self._runs) > self.size:
             self._runs.popitem(last=False)
@@ -157,9 +162,12 @@ class PollAnswers:
                 raise ApiError(404, f"run {run_id!r} not found for model {model!r}")
             return json_response(body)
         run = await find_run(self.state, run_id, key, model)
+        # Before the answer is made: should its link be renewed in between, the answer is
+        # kept until a moment already past, i.e. not at all.
+        until = self._keep_until(run)
         response = await status_response(self.state, run, shape, base)
         if run.status.is_terminal:
-            self.finished.put(run, shape, base, bytes(response.body), self._keep_until(run))
+            self.finished.put(run, shape, base, bytes(response.body), until)
         return response
 
     def _keep_until(self, run: RunView) -> float:
@@ -173,7 +181,8 @@ class PollAnswers:
         """The request's base URL, as Starlette makes it, remembered per scheme, host and
         root path (a few distinct ones in practice; at most :data:`BASES` are kept)."""
         host = next((value for name, value in scope["headers"] if name == b"host"), None)
-        key = (scope["scheme"], host, scope.get("root_path", ""), scope.get("server"))
+        server = scope.get("server")
+        key = (scope.get("scheme"), host, scope.get("root_path", ""), tuple(server or ()))
         base = self._bases.get(key)
         if base is None:
             if len(self._bases) >= BASES:

@@ -51,7 +51,7 @@ async def _status(
 ) -> Response:
     """The run's status; with ``wait_s``, held until the run's next event (progress
     included) or until ``wait_s`` has passed. (A poll without ``wait_s`` is answered by
-    :class:`~vidgate.server.polls.PollPath` before it gets here, the same way.)"""
+    :mod:`~vidgate.server.fast_path` before it gets here, the same way.)"""
     state = state_of(request)
     with state.store.events.watch(run_id) as watch:
         run = await find_run(state, run_id, key, model)

@@ -5,22 +5,24 @@ pages: that commit then copies the log into the database and syncs it, and every
 waiting behind it waits too (tens of milliseconds on a slow disk). vidgate turns that off
 for its connections and checkpoints from a thread of its own instead, every
 :data:`EVERY_S`, in PASSIVE mode, which never waits for readers or writers. Under a steady
-stream of writes a passive checkpoint never catches up with the log's end, so the log
-would grow without bound: past :data:`RESTART_BYTES` the thread makes a RESTART
-checkpoint, which holds writers back once while it finishes, and the log starts over.
+stream of writes a passive checkpoint may never catch up with the log's end, and the log
+is only started over once a checkpoint has caught up: when the log holds more than
+:data:`RESTART_PAGES` pages, the thread makes a RESTART checkpoint, which holds writers
+back once while it finishes, so the next write starts the log over (and truncates the file
+to ``journal_size_limit``, set on every connection in ``store/sql.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sqlite3
 import threading
 
 log = logging.getLogger("vidgate.store")
 EVERY_S = 1.0
-RESTART_BYTES = 64 << 20
+RESTART_PAGES = 16_384
+"""64 MiB of log at SQLite's default page size."""
+LOG_LIMIT_BYTES = 64 << 20
 
 
 class Checkpointer:
@@ -41,18 +43,18 @@ class Checkpointer:
     def _run(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.execute(f"PRAGMA journal_size_limit={RESTART_BYTES}")  # truncated back to it
+            conn.execute("PRAGMA busy_timeout=1000")
+            restart = False
             while True:
                 stopping = self._stop.wait(EVERY_S)
-                wal = 0
-                with contextlib.suppress(OSError):
-                    wal = os.path.getsize(self.path + "-wal")
-                mode = "RESTART" if wal > RESTART_BYTES else "PASSIVE"
+                mode = "RESTART" if restart and not stopping else "PASSIVE"
                 try:
-                    conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+                    busy, pages, _ = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
                 except sqlite3.Error:
                     log.warning("store.checkpoint_failed", exc_info=True)
+                    busy, pages = 1, 0
+                # A busy RESTART is not tried again at once: the next look decides.
+                restart = not busy and pages > RESTART_PAGES
                 if stopping:
                     return
         finally:

@@ -29,7 +29,7 @@ class ClaimVerbs(StoreBase):
         candidate = (
             select(runs.c.id)
             .where(runs.c.backend.in_(list(backends)), claimable)
-            .order_by(runs.c.created_at)
+            .order_by(runs.c.created_at, runs.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)
             .scalar_subquery()

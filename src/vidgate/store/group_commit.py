@@ -54,7 +54,13 @@ class GroupCommit:
             start = not self._draining
             self._draining = True
         if start:
-            loop.run_in_executor(self._thread, self._drain, loop)
+            try:
+                loop.run_in_executor(self._thread, self._drain, loop)
+            except BaseException:  # shut down: nothing will drain what waits
+                with self._lock:
+                    self._waiting.remove(job)
+                    self._draining = False
+                raise
         return await job.future
 
     def shutdown(self) -> None:
@@ -70,16 +76,28 @@ class GroupCommit:
                     self._draining = False
                     return
             self._commit(group)
-            loop.call_soon_threadsafe(_answer, group)
+            try:
+                loop.call_soon_threadsafe(_answer, group)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                with self._lock:
+                    self._waiting.clear()
+                    self._draining = False
+                return
 
     def _commit(self, group: list[Job[Any]]) -> None:
+        in_work = False
         try:
             with self._engine.begin() as conn:
-                results = [job.work(conn) for job in group]
-        except BaseException as exc:
-            if len(group) == 1:
-                group[0].error = exc
-            else:
+                results = []
+                for job in group:
+                    in_work = True
+                    results.append(job.work(conn))
+                    in_work = False
+        except Exception as exc:
+            if len(group) == 1 or not in_work:  # its own error, or the transaction's
+                for job in group:
+                    job.error = exc
+            else:  # one write failed: each gets its own transaction and its own answer
                 for job in group:
                     self._commit([job])
             return

@@ -45,6 +45,8 @@ class KeyVerbs(StoreBase):
         self._key_cache: dict[str, tuple[KeyRecord, float]] = {}
         """Live keys by the hash of their secret, with when they were read."""
         self._key_reads: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._key_writes = 0
+        """Key changes made here; a read that crossed one is not cached."""
 
     async def create_key(
         self, name: str, *, webhook_url: str | None = None
@@ -106,7 +108,9 @@ class KeyVerbs(StoreBase):
             .returning(*api_keys.c)
         )
         row = await self._write(lambda tx: tx.conn.execute(statement).first())
+        self._key_writes += 1
         self._key_cache.clear()
+        self._key_reads.clear()  # a read begun before this change must not answer after it
         if row is None:
             raise KeyNotFound(f"no API key named {name_or_id!r}")
         return KeyRecord.from_row(row._mapping)
@@ -126,7 +130,7 @@ class KeyVerbs(StoreBase):
         return await asyncio.shield(reading)
 
     async def _read_key(self, digest: str) -> KeyRecord | None:
-        read_at = time.monotonic()
+        read_at, writes = time.monotonic(), self._key_writes
         query = select(api_keys).where(api_keys.c.key_hash == digest)
         row = await self._read(lambda conn: conn.execute(query).first())
         if row is None or row.revoked_at is not None:
@@ -135,6 +139,8 @@ class KeyVerbs(StoreBase):
         if not hmac.compare_digest(row.key_hash, digest):
             return None
         key = KeyRecord.from_row(row._mapping)
+        if writes != self._key_writes:  # a key changed here meanwhile: read it again
+            return await self._read_key(digest)
         if len(self._key_cache) >= KEY_CACHE_SIZE:
             self._key_cache.clear()
         self._key_cache[digest] = (key, read_at)

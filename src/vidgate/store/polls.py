@@ -12,11 +12,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from typing import Any
 
-import orjson
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
@@ -39,8 +39,8 @@ _NSFW_INDEX = StatusRow._fields.index("is_nsfw")
 def _status_row(values: list[Any]) -> StatusRow:
     values[_STATUS_INDEX] = Status(values[_STATUS_INDEX])
     state = values[_STATE_INDEX]
-    if isinstance(state, str | bytes):  # raw SQLite: JSON as text
-        values[_STATE_INDEX] = orjson.loads(state)
+    if isinstance(state, str | bytes):  # raw SQLite: JSON as text, as json.dumps wrote it
+        values[_STATE_INDEX] = json.loads(state)
     values[_NSFW_INDEX] = bool(values[_NSFW_INDEX])
     return StatusRow._make(values)
 

@@ -187,3 +187,6 @@ class NewRun:
     request_hash: str | None = None
     webhook_url: str | None = None
     webhook_events: str | None = None
+    created_at: float | None = None
+    """When the submit was accepted (its id is made from the same clock reading, so runs
+    sort the same by either); the store's clock when None."""

@@ -46,7 +46,7 @@ class RunVerbs(StoreBase):
             row = {
                 **new.__dict__,
                 "status": Status.IN_QUEUE.value,
-                "created_at": now,
+                "created_at": new.created_at if new.created_at is not None else now,
                 "updated_at": now,
                 "attempts": 0,
                 "is_nsfw": False,

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from vidgate.events.pg_feed import PostgresFeed
 from vidgate.events.sqlite_feed import SQLiteFeed
 from vidgate.store.base import READERS
-from vidgate.store.checkpoint import Checkpointer
+from vidgate.store.checkpoint import LOG_LIMIT_BYTES, Checkpointer
 from vidgate.store.claims import ClaimVerbs
 from vidgate.store.keys import KEY_PREFIX, KeyVerbs, hash_key
 from vidgate.store.migrate import upgrade
@@ -69,6 +69,7 @@ def _sqlite_engine(url: str) -> Engine:
         _ensure_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # a Checkpointer thread does it
+        cursor.execute(f"PRAGMA journal_size_limit={LOG_LIMIT_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

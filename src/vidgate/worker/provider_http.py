@@ -11,6 +11,7 @@ the pool with the fewest requests under way.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -76,6 +77,13 @@ class _Counted(httpx.AsyncByteStream):
                 self._done = None
 
 
+PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
 def provider_client(connections: int) -> httpx.AsyncClient:
-    """The client every remote backend of a worker shares."""
+    """The client every remote backend of a worker shares. Behind a proxy (the usual
+    environment variables), httpx's own client, which honours them, with one pool."""
+    if any(os.environ.get(name) for name in PROXY_ENV):
+        limits = httpx.Limits(max_connections=connections)
+        return httpx.AsyncClient(limits=limits, timeout=30.0)
     return httpx.AsyncClient(transport=ShardedTransport(connections), timeout=30.0)
