@@ -75,7 +75,7 @@ class HostedRun:
 
 class HostedAPI:
     """NanoGPT's hosted video API as an httpx transport handler, with the variations its
-    docs and live clients report (``/work/shared/research/nanogpt_api.md``):
+    docs and live clients report (the research notes on the NanoGPT API):
 
     * submit answers ``202`` with ``id`` only, no ``runId``;
     * ``/api/video/status`` answers the *flat* OAS schema only: lower-case ``status``

@@ -1,7 +1,7 @@
 """An emulator of NanoGPT's video API (``nano-gpt.com``), with vidgate's cancel extension.
 
 It follows the documented surface (docs.nano-gpt.com, summarised in
-``/work/shared/research/nanogpt_api.md``):
+the research notes on the NanoGPT API):
 
 * ``POST /api/generate-video`` answers ``202`` with ``{runId, id, status: "pending", model,
   cost, paymentSource, remainingBalance}``. Errors use the submit envelope

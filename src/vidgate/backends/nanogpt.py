@@ -1,6 +1,6 @@
 """NanoGPT's video API as an upstream (``https://nano-gpt.com``, or another vidgate).
 
-The protocol (docs.nano-gpt.com; ``/work/shared/research/nanogpt_api.md``):
+The protocol (docs.nano-gpt.com; the research notes on the NanoGPT API):
 
 * submit: ``POST /api/generate-video`` with the NanoGPT body (``model``, ``prompt``,
   ``duration``, ``aspect_ratio``, ``imageDataUrl``...); the answer is ``202`` with
