@@ -68,7 +68,12 @@ async def find_run(
     is of ``model``, when given)."""
     if not run_id:
         raise ApiError(400, "'runId' is required")
-    return check_run(await state.store.poll_run(run_id, key.id), run_id, model)
+    run = await state.store.poll_run(run_id, key.id)
+    if run is None:
+        raise ApiError(404, f"run {run_id!r} not found")
+    if model is not None and model != run.model:
+        raise ApiError(404, f"run {run_id!r} not found for model {model!r}")
+    return run
 
 
 async def get_run(state: AppState, run_id: str | None, key: KeyRecord) -> RunRecord:
@@ -79,14 +84,6 @@ async def get_run(state: AppState, run_id: str | None, key: KeyRecord) -> RunRec
         return await state.store.get(run_id, key.id)
     except NotFound:
         raise ApiError(404, f"run {run_id!r} not found") from None
-
-
-def check_run(run: RunView | None, run_id: str, model: str | None) -> RunView:
-    if run is None:
-        raise ApiError(404, f"run {run_id!r} not found")
-    if model is not None and model != run.model:
-        raise ApiError(404, f"run {run_id!r} not found for model {model!r}")
-    return run
 
 
 def output_link(base: str, state: AppState, run: RunView) -> OutputLink | None:

@@ -154,13 +154,9 @@ class PollAnswers:
             run_id, model = unified_params(params.get("requestId"), params.get("runId")), None
         base = self._public or self._base_url(scope)
         kept = self.finished.get(run_id, shape, base)
-        if kept is not None:
-            api_key_id, run_model, body = kept
-            if api_key_id != key.id:
-                raise ApiError(404, f"run {run_id!r} not found")
-            if model is not None and model != run_model:
-                raise ApiError(404, f"run {run_id!r} not found for model {model!r}")
-            return json_response(body)
+        if kept is not None and kept[0] == key.id and model in (None, kept[1]):
+            return json_response(kept[2])
+        # Not kept, or not this key's run or model: find_run answers as it always does.
         run = await find_run(self.state, run_id, key, model)
         # Before the answer is made: should its link be renewed in between, the answer is
         # kept until a moment already past, i.e. not at all.

@@ -31,6 +31,7 @@ _STATUS_QUERY = select(*(runs.c[name] for name in StatusRow._fields)).where(
     runs.c.id == bindparam("run_id")
 )
 _STATUS_SQL = str(_STATUS_QUERY.compile(dialect=sqlite.dialect()))  # "... WHERE runs.id = ?"
+_KEY_INDEX = StatusRow._fields.index("api_key_id")
 _STATUS_INDEX = StatusRow._fields.index("status")
 _STATE_INDEX = StatusRow._fields.index("provider_state")
 _NSFW_INDEX = StatusRow._fields.index("is_nsfw")
@@ -60,7 +61,7 @@ class PollVerbs(StoreBase):
             row = await self._read(
                 lambda conn: conn.execute(_STATUS_QUERY, {"run_id": run_id}).first()
             )
-        if row is None or (api_key_id is not None and row[1] != api_key_id):
+        if row is None or (api_key_id is not None and row[_KEY_INDEX] != api_key_id):
             return None
         return _status_row(list(row))
 
