@@ -44,7 +44,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=6.0, help="per wrk load")
-    parser.add_argument("--runs", type=int, default=40, help="runs per push latency setup")
+    parser.add_argument("--runs", type=int, default=200, help="runs per push latency setup")
     parser.add_argument("--only", choices=CHOICES, action="append", help="repeatable")
     parser.add_argument(
         "--doc",
@@ -68,8 +68,8 @@ def main() -> None:
             report.figures += push.latency_bench(args.runs, database_url)
             report.note(
                 f"Push latency: {args.runs} runs per setup, followed by Python clients on "
-                "loopback (`bench/push.py`); with so few runs, p99 is about the second "
-                "largest value."
+                "loopback (`bench/push.py`); p99 is the value below which 99% of "
+                "them fall (the third largest of 200)."
             )
             if database_url is None:
                 report.note("Push latency on PostgreSQL skipped: no VIDGATE_BENCH_DATABASE_URL")

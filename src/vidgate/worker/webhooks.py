@@ -82,6 +82,7 @@ class WebhookSender:
         self._ready: collections.deque[DeliveryRecord] = collections.deque()
         self._look = True  # look in the outbox (at start: whatever is pending)
         self._running = False
+        self._http: httpx.AsyncClient | None = None  # while running
         # A lease outlasts any attempt (DNS check, connect, send and answer all fall within
         # timeout_s), so no other sender takes a delivery while it is being made.
         self.lease_s = max(LEASE_S, 2 * settings.timeout_s + 30)
@@ -92,15 +93,18 @@ class WebhookSender:
         the sender look in the outbox. A change made here also carries the run as
         committed, from which the body is rendered without reading the run again."""
         delivery = change.delivery if change is not None else None
-        if delivery is not None and delivery.lease_owner == self.owner:
-            self._ready.append(delivery)
-            self._offer_leases()
-        else:
-            self._look = True
         if change is not None and change.run is not None:
             if len(self._snapshots) >= SNAPSHOTS_KEPT:
                 self._snapshots.pop(next(iter(self._snapshots)))
             self._snapshots[change.run_id] = change.run
+        if delivery is not None and delivery.lease_owner == self.owner:
+            if self._http is not None and len(self._tasks) < self.settings.concurrency:
+                self._send(self._http, delivery)  # at once, not on the loop's next turn
+            else:
+                self._ready.append(delivery)
+            self._offer_leases()
+        else:
+            self._look = True
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -108,7 +112,7 @@ class WebhookSender:
         async with httpx.AsyncClient(
             timeout=timeout, follow_redirects=False, trust_env=False, transport=self.transport
         ) as http:
-            self._running = True
+            self._running, self._http = True, http
             self._offer_leases()
             try:
                 while not stop.is_set():
@@ -133,7 +137,7 @@ class WebhookSender:
                     if not self._wake.is_set():  # a quiet second: look for due retries
                         self._look = True
             finally:
-                self._running = False
+                self._running, self._http = False, None
                 self.store.sender = None
                 # Attempts cut off here, and deliveries not yet sent, are handed back.
                 for task in list(self._tasks):
