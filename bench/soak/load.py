@@ -1,28 +1,7 @@
-"""Soak: submit and follow runs without pause for N minutes while processes are restarted
-(SIGTERM and SIGKILL), then count what was lost, doubled or answered with an unexpected 5xx.
-
-Topology: on PostgreSQL (``--database-url``, or ``VIDGATE_BENCH_DATABASE_URL``) two
-``serve --no-worker`` and two ``vidgate worker``; on SQLite one of each sharing the data
-dir. Half the runs are testcard renders (240p, 1 s) and half are provider jobs at the fal
-emulator, which runs in a process of its own and counts the jobs it was sent.
-
-Clients behave as careful clients do: every submit carries an ``Idempotency-Key`` and is
-sent again, to the next API process, when the connection fails; each accepted run is
-followed by long-poll until it ends. A restart makes connections fail (expected, counted
-apart); a 5xx answer is always counted as unexpected.
-
-At the end, with submits stopped, every accepted run has ``--drain-s`` to end. A run that
-has not ended, or that the API no longer knows, is lost. Two run ids for one idempotency
-key, or two provider jobs for one run, are doubled. The report is printed and written to
-``--report`` (``docs/soak.md`` by default) when ``--minutes`` is at least 5.
-
-    make soak                      # 10 minutes on PostgreSQL, 3 restarts
-    python -m bench.soak --minutes 1 --database-url ""   # SQLite
-"""
+"""The soak's load: the processes it restarts, and clients that submit and follow runs."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
@@ -30,33 +9,19 @@ import multiprocessing
 import os
 import secrets
 import signal
-import sqlite3
 import subprocess
-import sys
-import tempfile
 import time
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import uvicorn
-import uvloop
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 from tests.providers import all_cases, provider_env, vidgate_config
 from tests.servers import VIDGATE, free_port, run_cli
 
-from bench.report import ROOT, run_facts
-from bench.servers import fresh_database
-
 TERMINAL = {"completed", "failed", "cancelled"}
-CONFIG_EXTRA = """
-[worker]
-concurrency = 2
-"""
 
 
 def _serve_fal(port: int) -> None:
@@ -320,165 +285,3 @@ async def soak(
     tally.submitted = i
     await client.http.aclose()
     return tally
-
-
-@dataclass
-class Findings:
-    lost: list[str]
-    doubled: list[str]
-    statuses: collections.Counter[str]
-    failures: collections.Counter[str]
-    videos_checked: int
-
-
-async def findings(setup: Setup, tally: Tally) -> Findings:
-    """What became of every accepted run, asked once more after the drain."""
-    lost, failures, statuses = [], collections.Counter[str](), collections.Counter[str]()
-    async with httpx.AsyncClient(timeout=30, headers={"x-api-key": setup.key}) as http:
-        for run_id in tally.accepted.values():
-            body = tally.ended.get(run_id)
-            if body is None:
-                answer = await http.get(
-                    setup.bases[0] + "/api/video/status", params={"requestId": run_id}
-                )
-                state = answer.json().get("status") if answer.status_code == 200 else None
-                lost.append(f"{run_id}: HTTP {answer.status_code}, status {state}")
-                continue
-            statuses[f"{tally.models[run_id]}: {body['status']}"] += 1
-            if body["status"] != "completed":
-                failures[str(body.get("error") or body.get("userFriendlyError"))] += 1
-        repeated = (await http.get(setup.fal_stats)).json()["repeated_prompts"]
-        checked = 0
-        for body in list(tally.ended.values())[:: max(1, len(tally.ended) // 10)]:
-            url = body.get("videoUrl")
-            if isinstance(url, str):
-                video = await http.get(url)
-                if video.status_code != 200 or video.content[4:8] != b"ftyp":
-                    lost.append(f"{body['requestId']}: video {url} HTTP {video.status_code}")
-                checked += 1
-    doubled = [f"idempotency key {k} gave two run ids" for k in tally.doubled_keys]
-    for idem, rows in (await stored_runs(setup.database_url)).items():
-        if len(rows) > 1:
-            doubled.append(f"{len(rows)} runs stored for idempotency key {idem}: {rows}")
-        elif tally.accepted.get(idem) != rows[0]:
-            lost.append(f"{rows[0]} (key {idem}) is stored but no client was told of it")
-    doubled += [f"fal emulator got {p!r} more than once" for p in repeated]
-    return Findings(lost, doubled, statuses, failures, checked)
-
-
-QUERY = "SELECT idempotency_key, id FROM runs WHERE idempotency_key LIKE 'soak-%'"
-
-
-async def stored_runs(url: str) -> dict[str, list[str]]:
-    """The soak's runs as the database holds them, by idempotency key."""
-    if url.startswith("sqlite:///"):
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
-            rows = db.execute(QUERY).fetchall()
-    else:
-        engine = create_async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                rows = [tuple(row) for row in await conn.execute(text(QUERY))]
-        finally:
-            await engine.dispose()
-    found: dict[str, list[str]] = collections.defaultdict(list)
-    for idem, run_id in rows:
-        found[idem].append(run_id)
-    return found
-
-
-def report(setup: Setup, tally: Tally, found: Findings, args: argparse.Namespace) -> str:
-    facts = run_facts(datetime.now(UTC), {})
-    lines = [
-        "# Soak",
-        "",
-        "Written by `make soak` (`bench/soak.py`); edit the code, not this file.",
-        "",
-        f"- **date**: {facts['date']}, **commit**: {facts['commit']}",
-        f"- **machine**: {facts.get('CPU', '?')}, {facts.get('memory', '?')}",
-        f"- **store**: {setup.store}; {len(setup.bases)} x `serve --no-worker` and "
-        f"{len(setup.procs) - len(setup.bases)} x `vidgate worker`; fal emulator in its own "
-        "process",
-        f"- **load**: {args.minutes:g} minutes, {args.rate:g} submits a second (half testcard "
-        "240p 1 s, half fal jobs), each run followed by long-poll until it ends; then "
-        f"{args.drain_s:g} s for the last runs to end",
-        f"- **command**: `{' '.join(args.command)}` (`make soak` runs it on a PostgreSQL "
-        "it starts)",
-        "",
-        "## Verdict",
-        "",
-        "| what | count |",
-        "|---|---|",
-        f"| runs submitted | {tally.submitted} |",
-        f"| runs accepted (202) | {len(tally.accepted)} |",
-        f"| runs lost (not ended, unknown, or video missing) | **{len(found.lost)}** |",
-        f"| runs doubled (two run ids for a key, two provider jobs for a run) "
-        f"| **{len(found.doubled)}** |",
-        f"| unexpected answers (5xx, or a 4xx a correct client should not get) "
-        f"| **{len(tally.unexpected)}** |",
-        f"| requests sent | {tally.requests} |",
-        f"| connections refused or cut by a restart, then sent again | "
-        f"{tally.connection_failures} |",
-        f"| finished videos fetched and checked (MP4 header) | {found.videos_checked} |",
-        "",
-        "## Restarts",
-        "",
-        *[f"- {r}" for r in tally.restarts],
-        "",
-        "## How the runs ended",
-        "",
-        *[f"- {k}: {v}" for k, v in sorted(found.statuses.items())],
-        "",
-    ]
-    if found.failures:
-        lines += ["Failures, by message:", ""]
-        lines += [f"- {n} x {message}" for message, n in found.failures.most_common()]
-        lines.append("")
-    for title, items in (
-        ("Lost", found.lost),
-        ("Doubled", found.doubled),
-        ("Unexpected answers", tally.unexpected),
-    ):
-        if items:
-            lines += [f"## {title}", "", *[f"- {item}" for item in items[:50]], ""]
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--restarts", type=int, default=3)
-    parser.add_argument("--rate", type=float, default=2.0, help="submits a second")
-    parser.add_argument("--drain-s", type=float, default=180.0)
-    parser.add_argument(
-        "--database-url", default=os.environ.get("VIDGATE_BENCH_DATABASE_URL"), help="PostgreSQL"
-    )
-    parser.add_argument("--report", type=Path, default=ROOT / "docs" / "soak.md")
-    args = parser.parse_args()
-    shown: list[str] = []  # the command, without the database's address
-    for arg in sys.argv[1:]:
-        if shown and shown[-1] == "--database-url":
-            arg = "$URL"
-        elif arg.startswith("--database-url="):
-            arg = "--database-url=$URL"
-        shown.append(arg)
-    args.command = ["python", "-m", "bench.soak", *shown]
-    with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        url = stack.enter_context(fresh_database(args.database_url)) if args.database_url else None
-        setup = stack.enter_context(started(Path(tmp), url))
-        tally = uvloop.run(soak(setup, args.minutes, args.restarts, args.rate, args.drain_s))
-        found = uvloop.run(findings(setup, tally))
-    written = report(setup, tally, found, args)
-    print(written)
-    if args.minutes >= 5:
-        args.report.write_text(written)
-        print(f"wrote {args.report}")
-    bad = found.lost or found.doubled or tally.unexpected
-    raise SystemExit(1 if bad else 0)
-
-
-if __name__ == "__main__":
-    main()
