@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -45,12 +46,17 @@ def main() -> None:
         setup = stack.enter_context(started(Path(tmp), url))
         tally = uvloop.run(soak(setup, args.minutes, args.restarts, args.rate, args.drain_s))
         found = uvloop.run(findings(setup, tally))
+        bad = found.lost or found.doubled or tally.unexpected
+        if bad:  # the processes' logs outlive the run
+            kept = Path(tempfile.mkdtemp(prefix="vidgate-soak-logs-"))
+            for log in Path(tmp).glob("*.log"):
+                shutil.copy(log, kept)
+            print(f"the processes' logs are in {kept}")
     written = report(setup, tally, found, args)
     print(written)
     if args.minutes >= 5:
         args.report.write_text(written)
         print(f"wrote {args.report}")
-    bad = found.lost or found.doubled or tally.unexpected
     raise SystemExit(1 if bad else 0)
 
 

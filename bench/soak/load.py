@@ -73,6 +73,7 @@ class Tally:
     doubled_keys: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # 5xx and unexpected 4xx answers
     connection_failures: int = 0
+    failure_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
     requests: int = 0
     restarts: list[str] = field(default_factory=list)
     submitted: int = 0
@@ -84,7 +85,12 @@ class Soak:
         self.key = key
         self.models = models
         self.tally = tally
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0))
+        # Every run has its own long-poll open: no pool limit, or runs would wait on the
+        # client rather than on vidgate.
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
+        )
         self._next = 0
 
     def base(self) -> str:
@@ -113,8 +119,9 @@ class Soak:
                     json=json,
                     headers={"x-api-key": self.key, **(headers or {})},
                 )
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 self.tally.connection_failures += 1
+                self.tally.failure_kinds[type(exc).__name__] += 1
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)

@@ -84,6 +84,7 @@ async def stored_runs(url: str) -> dict[str, list[str]]:
 
 def report(setup: Setup, tally: Tally, found: Findings, args: argparse.Namespace) -> str:
     facts = run_facts(datetime.now(UTC), {})
+    kinds = ", ".join(f"{n} x {kind}" for kind, n in tally.failure_kinds.most_common()) or "-"
     lines = [
         "# Soak",
         "",
@@ -113,7 +114,7 @@ def report(setup: Setup, tally: Tally, found: Findings, args: argparse.Namespace
         f"| **{len(tally.unexpected)}** |",
         f"| requests sent | {tally.requests} |",
         f"| connections refused or cut by a restart, then sent again | "
-        f"{tally.connection_failures} |",
+        f"{tally.connection_failures} ({kinds}) |",
         f"| finished videos fetched and checked (MP4 header) | {found.videos_checked} |",
         "",
         "## Restarts",

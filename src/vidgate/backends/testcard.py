@@ -51,7 +51,8 @@ IMAGE_MAX_PIXELS = 50_000_000
 OUTPUT_NAME = "testcard.mp4"
 _RENDERER = "vidgate.backends.testcard_render"
 _PROGRESS_EVERY_S = 0.25
-_PROGRESS_EVERY_PERCENT = 5.0
+"""Progress is relayed at most this often per run (each relay is a write and an event)."""
+_PROGRESS_MIN_STEP_PERCENT = 1.0
 _DATA_URL_RE = re.compile(r"^data:image/[\w.+-]+(?:;[\w.+=-]+)*;base64,(.*)$", re.I | re.S)
 
 
@@ -311,7 +312,8 @@ async def _run_renderer(spec: dict[str, Any], out_path: Path, on_progress: Progr
 async def _follow(
     stdout: asyncio.StreamReader, on_progress: ProgressCallback
 ) -> tuple[str | None, str | None]:
-    """Relay ``progress`` lines (throttled); return the final word and any error text.
+    """Relay ``progress`` lines (at most every 0.25 s, in steps of 1% or more); return the
+    final word and any error text.
 
     The latest progress is always relayed before ``done`` or ``stopped``.
     """
@@ -325,10 +327,8 @@ async def _follow(
             done, total = int(numbers[0]), int(numbers[1])
             latest = min(100.0, 100.0 * done / max(1, total))
             now = time.monotonic()
-            due = latest - last_percent >= _PROGRESS_EVERY_PERCENT or (
-                now - last_at >= _PROGRESS_EVERY_S
-            )
-            if latest > last_percent and due:
+            due = now - last_at >= _PROGRESS_EVERY_S
+            if latest - last_percent >= _PROGRESS_MIN_STEP_PERCENT and due:
                 last_percent, last_at = latest, now
                 await on_progress(latest)
         elif word in ("done", "stopped"):
