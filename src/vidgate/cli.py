@@ -78,7 +78,7 @@ def serve(
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     _print_welcome(base, first_key, settings)
-    logs.configure(log_level.upper())
+    logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
     with_worker = not no_worker and settings.worker.enabled
     uvicorn.run(
         create_app(settings, background=run_worker if with_worker else None),
@@ -144,7 +144,7 @@ def worker(
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
-    logs.configure(log_level.upper())
+    logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
 
     async def main() -> None:
         store = await _open_store(settings)

@@ -73,6 +73,10 @@ class WorkerSettings(_Section):
     """Provider operations (submit, poll, copy) in flight at once per worker process."""
     max_attempts: int = Field(3, ge=1)
     """Claims of one run before it is failed instead of retried (a run that kills workers)."""
+    allow_private_output_hosts: bool = False
+    """Let provider output URLs (and redirects) outside a provider's own ``base_url`` origin
+    reach loopback, private, link-local or metadata addresses. Off: such downloads are
+    refused, so a provider's answer cannot point the worker into your network."""
 
 
 class StorageSettings(_Section):
@@ -199,10 +203,19 @@ class Settings(_Section):
         return {slug: m for slug, m in self.models.items() if m.enabled}
 
     def provider_api_key(self, provider: str, env: Mapping[str, str] | None = None) -> str | None:
+        """The provider's key from its environment variable, without the whitespace a key
+        copied from a file brings along (a newline in a header would be refused, and the
+        error would quote the key)."""
         config = self.providers.get(provider)
         if config is None or not config.api_key_env:
             return None
-        return (os.environ if env is None else env).get(config.api_key_env)
+        key = (os.environ if env is None else env).get(config.api_key_env, "").strip()
+        return key or None
+
+    def provider_api_keys(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """Every configured provider key: secrets no log line may show."""
+        keys = (self.provider_api_key(name, env) for name in self.providers)
+        return [key for key in keys if key]
 
 
 def load_settings(
