@@ -67,6 +67,7 @@ def serve(
 
     from vidgate import logs
     from vidgate.server.app import create_app
+    from vidgate.server.slow_clients import protocol_with_header_timeout
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
@@ -84,6 +85,7 @@ def serve(
         create_app(settings, background=run_worker if with_worker else None),
         host=server.host,
         port=server.port,
+        http=protocol_with_header_timeout(server.header_timeout_s),
         log_level=log_level.lower(),
         timeout_graceful_shutdown=5,
     )

@@ -46,6 +46,12 @@ class ServerSettings(_Section):
     less work); off, the routes answer them."""
     status_cache_runs: int = Field(20_000, ge=0)
     """Finished runs whose encoded status answers are kept in memory (0: none)."""
+    header_timeout_s: float = Field(10, gt=0, le=3600)
+    """A request's headers must arrive within this long of the connection opening (or of
+    the first byte after the previous answer); a slower client is disconnected."""
+    body_timeout_s: float = Field(30, gt=0, le=3600)
+    """A request body may take this long to arrive (time spent waiting for the client);
+    past it the request is answered 408 and the connection closed."""
 
 
 class LimitSettings(_Section):
