@@ -70,19 +70,22 @@ async def test_a_name_must_resolve_in_time() -> None:
 
 
 KEY = "sk-live-Secret/+=42"
+ODD = "sk-odd\x01Secret\u00e9"  # characters a header refuses, and repr escapes
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("key", "text"),
     [
-        f"Bearer {KEY}",
-        "https://api.test/?key=sk-live-Secret%2F%2B%3D42",
-        repr((KEY + "\n").encode()),  # an HTTP library quoting a header it refused
-        repr("é" + KEY + "\t"),
+        (KEY, f"Bearer {KEY}"),
+        (KEY, "https://api.test/?key=sk-live-Secret%2F%2B%3D42"),
+        (KEY, repr((KEY + "\n").encode())),
+        (ODD, f"Illegal header value {ODD.encode()!r}"),  # as h11 quotes a header it refuses
+        (ODD, f"bad key {ODD!r}"),
+        (ODD + "\n", f"bad key {ODD}"),  # a key read with its newline
     ],
 )
-def test_every_form_of_a_key_is_scrubbed(text: str) -> None:
-    scrubbed = scrub(text, KEY)
+def test_every_form_of_a_key_is_scrubbed(key: str, text: str) -> None:
+    scrubbed = scrub(text, key)
     assert "Secret" not in scrubbed and "[redacted]" in scrubbed
 
 
