@@ -48,7 +48,7 @@ def timed_receive(receive: Receive, budget_s: float) -> Receive:
             raise ApiError(
                 408,
                 f"the request body did not arrive within {budget_s:g} s; send the whole "
-                "body at once (a body may be up to [server] max_body_bytes)",
+                "body without pausing",
                 headers={"Connection": "close"},
             ) from None
         left -= time.monotonic() - started
