@@ -107,7 +107,9 @@ async def check_public(
         async with asyncio.timeout(timeout_s):
             await public_addresses(host, port, resolve)
     except TimeoutError:
-        raise Unresolved(f"has a host name that did not resolve within {timeout_s:g} s") from None
+        raise Unresolved(
+            f"has a host name that did not resolve within {timeout_s:g} s ({host})"
+        ) from None
 
 
 class GuardedNetwork(httpcore.AsyncNetworkBackend):

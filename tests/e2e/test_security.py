@@ -131,12 +131,6 @@ def test_image_urls_inside_the_network_are_refused_at_submit(server: LiveServer)
         assert "not a public address" in message and "allow_private_hosts = true" in message
 
 
-def test_an_image_url_that_does_not_resolve_is_refused_at_submit(server: LiveServer) -> None:
-    body = {"model": "testcard-image-video", "imageUrl": "http://no-such-host.invalid/a.png"}
-    message = assert_submit_error(submit(server, {**body, **SMALL}), 400, "invalid_request_error")
-    assert "does not resolve (no-such-host.invalid)" in message
-
-
 def _closed_within(sock: socket.socket, seconds: float) -> bytes | None:
     """What the server sent before closing the connection, or None if it is still open."""
     sock.settimeout(0.05)
@@ -206,7 +200,8 @@ def test_a_body_sent_in_time_is_served_on_a_kept_connection(server: LiveServer) 
     """The limits stop slow clients only: a body in a few pieces, and a second request on
     the same connection after a pause shorter than the keep-alive, are served."""
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        body = json.dumps({"model": "testcard-video", "prompt": "sandbox:queue=600", **SMALL}).encode()
+        queued = {"model": "testcard-video", "prompt": "sandbox:queue=600", **SMALL}  # no render
+        body = json.dumps(queued).encode()
         head = (
             f"POST /api/generate-video HTTP/1.1\r\nHost: x\r\nx-api-key: {server.api_key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
