@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -118,6 +121,38 @@ async def test_a_name_is_resolved_once_and_its_checked_address_connected(
         with pytest.raises(UnsafeTarget, match=r"points to 127\.0\.0\.2"):
             await client.post(url, content=b"{}")
     assert inside.hosts == []
+
+
+async def test_tls_to_the_checked_address_keeps_the_name(tmp_path: Path) -> None:
+    """Connected by address, the TLS server name and the certificate check use the name."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=pinned-test"
+    name = "subjectAltName=DNS:pinned-test"
+    subprocess.run(
+        [*make.split(), "-addext", name, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    server_tls.sni_callback = lambda sock, name, context: names.append(name)
+    server = Recorder("127.0.0.1")
+    server.socket = server_tls.wrap_socket(server.socket, server_side=True)
+    dns = Resolver(pinned_test=[["127.0.0.1"]], other_test=[["127.0.0.1"]])
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    transport = GuardedTransport(resolve=dns, permit=_only_outside, verify=client_tls)
+    try:
+        async with httpx.AsyncClient(transport=transport) as client:
+            answer = await client.get(f"https://pinned-test:{server.port}/")
+            assert answer.status_code == 200
+            with pytest.raises(httpx.ConnectError, match="not valid for 'other-test'"):
+                await client.get(f"https://other-test:{server.port}/")
+    finally:
+        server.close()
+    assert names[0] == "pinned-test" and server.hosts == [f"pinned-test:{server.port}"]
 
 
 async def test_every_address_of_a_name_must_be_public() -> None:
