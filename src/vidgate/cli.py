@@ -67,6 +67,7 @@ def serve(
 
     from vidgate import logs
     from vidgate.server.app import create_app
+    from vidgate.server.slow_clients import protocol_with_header_timeout
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
@@ -78,12 +79,13 @@ def serve(
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     _print_welcome(base, first_key, settings)
-    logs.configure(log_level.upper())
+    logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
     with_worker = not no_worker and settings.worker.enabled
     uvicorn.run(
         create_app(settings, background=run_worker if with_worker else None),
         host=server.host,
         port=server.port,
+        http=protocol_with_header_timeout(server.header_timeout_s),
         log_level=log_level.lower(),
         timeout_graceful_shutdown=5,
     )
@@ -144,7 +146,7 @@ def worker(
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
-    logs.configure(log_level.upper())
+    logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
 
     async def main() -> None:
         store = await _open_store(settings)
