@@ -162,15 +162,19 @@ LOST_ANSWERS = [
     for case in CASES
     for label, fault in (
         ("dropped", Fault(kind="drop")),
+        ("reset", Fault(kind="reset")),
+        ("truncated", Fault(kind="truncated")),
         ("timed-out", Fault(kind="delay", delay_s=0.6)),
         ("2xx-not-json", Fault(kind="malformed", status=200)),
         ("2xx-without-id", Fault(status=200, body=case.adapter.submit_without_id)),
+        ("502-after-creating", Fault(status=502)),
+        ("504-after-creating", Fault(status=504)),
     )
 ]
 
 
 @pytest.mark.parametrize(("case", "fault"), LOST_ANSWERS)
-async def test_a_lost_submit_answer_is_outcome_unknown_and_one_job_exists(
+async def test_a_lost_or_unclear_submit_answer_is_outcome_unknown_and_one_job_exists(
     case: ProviderCase,
     emu: Emulator,
     http: httpx.AsyncClient,
@@ -184,15 +188,36 @@ async def test_a_lost_submit_answer_is_outcome_unknown_and_one_job_exists(
     assert emu.submits == 1
 
 
+REFUSALS = [
+    pytest.param(Fault(status=409), id="409"),
+    pytest.param(Fault(status=425), id="425"),
+    pytest.param(Fault(status=429), id="429"),
+    pytest.param(Fault(status=503, headers={"Retry-After": "1"}), id="503-retry-after"),
+]
+
+
 @pytest.mark.parametrize("case", BY_PROVIDER)
-@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503])
-async def test_a_submit_answered_with_an_error_is_retryable_and_created_nothing(
-    case: ProviderCase, emu: Emulator, backend: RemoteBackend, status: int
+@pytest.mark.parametrize("fault", REFUSALS)
+async def test_a_submit_clearly_refused_is_retryable_and_created_nothing(
+    case: ProviderCase, emu: Emulator, backend: RemoteBackend, fault: Fault
 ) -> None:
-    emu.faults.push("submit", Fault(status=status))
+    emu.faults.push("submit", fault)
     with pytest.raises(ProviderUnavailable) as error:
         await submit(case, backend)
     assert type(error.value) is ProviderUnavailable
+    assert emu.submits == 0
+
+
+@pytest.mark.parametrize("case", BY_PROVIDER)
+@pytest.mark.parametrize("status", [408, 500, 503])
+async def test_a_submit_failing_in_a_way_that_may_follow_creation_is_outcome_unknown(
+    case: ProviderCase, emu: Emulator, backend: RemoteBackend, status: int
+) -> None:
+    """From the client's side, a 502 before the job was created looks the same as one after
+    it (see the lost answers above): neither may be taken as "nothing was created"."""
+    emu.faults.push("submit", Fault(status=status))
+    with pytest.raises(SubmitOutcomeUnknown, match=f"HTTP {status}"):
+        await submit(case, backend)
     assert emu.submits == 0
 
 
