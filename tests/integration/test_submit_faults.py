@@ -305,7 +305,11 @@ async def test_postgres_connections_killed_while_recording_the_job_id(
                 lock = locker.transaction()
                 await lock.start()  # hold the run's row while the provider answers
                 await locker.execute("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE", run_id)
+                deadline = time.monotonic() + 10
                 while len(killed) < 2:
+                    assert time.monotonic() < deadline, (
+                        f"the write was tried {len(killed) + 1} times"
+                    )
                     killed += [
                         row[0]
                         for row in await admin.fetch(
