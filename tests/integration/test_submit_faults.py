@@ -310,16 +310,15 @@ async def test_postgres_connections_killed_while_recording_the_job_id(
                     assert time.monotonic() < deadline, (
                         f"the write was tried {len(killed) + 1} times"
                     )
-                    killed += [
-                        row[0]
-                        for row in await admin.fetch(
-                            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND "
-                            "wait_event_type = 'Lock' AND "
-                            "query LIKE 'UPDATE runs SET provider_request_id=%' AND "
-                            "pg_terminate_backend(pid)",
-                            url.database,
-                        )
-                    ]
+                    waiting = await admin.fetch(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND "
+                        "wait_event_type = 'Lock' AND "
+                        "query LIKE 'UPDATE runs SET provider_request_id=%'",
+                        url.database,
+                    )
+                    for (pid,) in waiting:  # one by one: no other connection is touched
+                        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+                        killed.append(pid)
                     await asyncio.sleep(0.01)
                 await lock.rollback()
                 (run,) = await terminal(store, [run_id])
