@@ -20,11 +20,11 @@ The protocol (docs.nano-gpt.com; the research notes on the NanoGPT API):
 
 Auth is ``x-api-key: KEY`` on every call.
 
-Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer
-(a drop, a 502/504) is :class:`SubmitOutcomeUnknown`; a clear refusal (429...) and other
-passing faults are :class:`ProviderUnavailable`;
-a poll refused with 401/403 is ``ProviderUnavailable`` too (an operator can fix the key);
-other refusals are :class:`GenerationFailed` (``CONTENT_POLICY_VIOLATION`` sets ``is_nsfw``).
+Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable`; a poll refused with 401/403 is
+``ProviderUnavailable`` too (an operator can fix the key); other refusals are
+:class:`GenerationFailed` (``CONTENT_POLICY_VIOLATION`` sets ``is_nsfw``).
 
 Status mapping (``provider_status`` is the raw ``data.status``, else the flat ``status``):
 

@@ -19,14 +19,14 @@ and the ``openai`` Python client's ``resources/videos.py``):
 * moderation refusals come back as ``error.code`` ``moderation_blocked`` (or
   ``sentinel_block``), either at submit (HTTP 400) or as a ``failed`` video.
 
-Errors follow :mod:`vidgate.backends._http` (a lost or unclear submit answer
-(a drop, a 502/504) is :class:`SubmitOutcomeUnknown`; a clear refusal (429...) and other
-passing faults are :class:`ProviderUnavailable`
-with ``retry_after_s`` from ``retry-after-ms``, ``Retry-After`` or ``openai-poll-after-ms``).
-Any other 4xx at submit raises :class:`GenerationFailed` (a ``moderation_blocked`` code sets
-``is_nsfw``). While polling, a non-2xx answer other than 404 is also ``ProviderUnavailable``:
-the job itself may be fine (a rotated key, say) and polling resumes once the fault is gone.
-The API key is scrubbed from every message.
+Errors follow :mod:`vidgate.backends._http` (a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable` with ``retry_after_s`` from
+``retry-after-ms``, ``Retry-After`` or ``openai-poll-after-ms``). Any other 4xx at submit
+raises :class:`GenerationFailed` (a ``moderation_blocked`` code sets ``is_nsfw``). While
+polling, a non-2xx answer other than 404 is also ``ProviderUnavailable``: the job itself may
+be fine (a rotated key, say) and polling resumes once the fault is gone. The API key is
+scrubbed from every message.
 
 Status mapping (provider ``status`` -> ours):
 

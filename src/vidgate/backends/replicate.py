@@ -21,14 +21,13 @@ The protocol, as Replicate documents it (replicate.com/docs: "Create a predictio
 * outputs are URLs (a string or a list) on Replicate's file CDN, deleted after an hour;
   we add the token only to URLs on the ``base_url`` origin (the Files API).
 
-Errors follow :mod:`vidgate.backends._http` (a lost or unclear submit answer
-(a drop, a 502/504) is :class:`SubmitOutcomeUnknown`; a clear refusal (429...) and other
-passing faults are :class:`ProviderUnavailable`
-with ``retry_after_s`` from ``Retry-After``). Any other 4xx at submit raises
-:class:`GenerationFailed` (a "flagged as sensitive" error sets ``is_nsfw``). While polling, a
-non-2xx answer other than 404 is also ``ProviderUnavailable``: the job itself may be fine (a
-rotated key, say) and polling resumes once the fault is gone. The API key is scrubbed from
-every message.
+Errors follow :mod:`vidgate.backends._http` (a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable` with ``retry_after_s`` from
+``Retry-After``). Any other 4xx at submit raises :class:`GenerationFailed` (a "flagged as
+sensitive" error sets ``is_nsfw``). While polling, a non-2xx answer other than 404 is also
+``ProviderUnavailable``: the job itself may be fine (a rotated key, say) and polling resumes
+once the fault is gone. The API key is scrubbed from every message.
 
 Status mapping (provider ``status`` -> ours):
 

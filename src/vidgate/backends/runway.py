@@ -14,11 +14,11 @@ The protocol, as the ``runwayml`` SDK and docs.dev.runwayml.com describe it:
 
 Every call carries ``Authorization: Bearer KEY`` and ``X-Runway-Version``.
 
-Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer
-(a drop, a 502/504) is :class:`SubmitOutcomeUnknown`; a clear refusal (429...) and other
-passing faults are :class:`ProviderUnavailable`;
-a poll refused with 401/403 is ``ProviderUnavailable`` too (an operator can fix the key);
-other refusals are :class:`GenerationFailed`.
+Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable`; a poll refused with 401/403 is
+``ProviderUnavailable`` too (an operator can fix the key); other refusals are
+:class:`GenerationFailed`.
 
 Status mapping (``provider_status`` is Runway's ``status``):
 

@@ -20,12 +20,12 @@ The protocol, as the ``google-genai`` SDK drives it in Gemini Developer API mode
 Auth is the ``x-goog-api-key`` header, never the ``?key=`` query parameter, so the key is
 not part of any URL that could end up in an error message or a log.
 
-Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer
-(a drop, a 502/504) is :class:`SubmitOutcomeUnknown`; a clear refusal (429...) and other
-passing faults are :class:`ProviderUnavailable`
-(``retry_after_s`` from ``Retry-After``, else the body's ``google.rpc.RetryInfo``); a poll
-the key is refused for (401, 403, or 400 ``API_KEY_INVALID``) is ``ProviderUnavailable`` too,
-since an operator can fix the key; other refusals are :class:`GenerationFailed`.
+Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable` (``retry_after_s`` from ``Retry-After``,
+else the body's ``google.rpc.RetryInfo``); a poll the key is refused for (401, 403, or 400
+``API_KEY_INVALID``) is ``ProviderUnavailable`` too, since an operator can fix the key;
+other refusals are :class:`GenerationFailed`.
 
 Status mapping (``provider_status`` is ``done=false`` / ``done=true``):
 
