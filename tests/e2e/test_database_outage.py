@@ -24,15 +24,14 @@ from tests.api_helpers import (
     status,
     submit,
     submit_ok,
-    wait_for,
     wait_terminal,
 )
 from tests.e2e.test_postgres_scale_out import run_key
 from tests.faults import PrivatePostgres, sqlite_locked
-from tests.servers import LiveServer
+from tests.servers import LiveServer, child_processes
 
-OUTAGE_S = 3.0
-"""Longer than a render (1.5 s): the renders under way end while the database is away."""
+OUTAGE_S = 2.0
+"""The shortest outage; it also lasts until the renders under way have ended."""
 WORKER = """
 [limits]
 submits_per_minute = 100000
@@ -62,7 +61,7 @@ def test_postgres_restarted_mid_run(tmp_path: Path, private_postgres: PrivatePos
     routes.start()
     try:
         runs = [submit_ok(fast, f"sandbox:slow=1.5 outage {i}") for i in range(2)]
-        wait_for(fast, runs[0], {"IN_PROGRESS"})
+        _rendering(fast)
         with private_postgres.down():
             began = time.monotonic()
             for server in (fast, routes):
@@ -79,7 +78,7 @@ def test_postgres_restarted_mid_run(tmp_path: Path, private_postgres: PrivatePos
             held = _get(fast, "/api/video/status", {"runId": runs[1], "waitSeconds": 1})
             _assert_unavailable(assert_status_error(held, 503))  # a long-poll: the route's
             _assert_unavailable(assert_status_error(_get(fast, "/healthz", {}), 503))
-            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
+            _outcome_waiting(fast, runs[0], began)
         for run_id in runs:
             final = wait_terminal(fast, run_id, timeout=60)
             assert final["status"] == "COMPLETED", (run_id, final, fast.log()[-3000:])
@@ -100,7 +99,7 @@ def test_sqlite_locked_by_another_process_mid_run(tmp_path: Path) -> None:
     server.start()
     try:
         runs = [submit_ok(server, f"sandbox:slow=1.5 locked {i}") for i in range(2)]
-        wait_for(server, runs[0], {"IN_PROGRESS"})
+        _rendering(server)
         with sqlite_locked(server.data_dir / "vidgate.db"):
             began = time.monotonic()
             response = submit(server, {"model": "testcard-video", "prompt": "x", **SMALL})
@@ -110,7 +109,7 @@ def test_sqlite_locked_by_another_process_mid_run(tmp_path: Path) -> None:
             assert response.headers["retry-after"] == "7"
             assert status(server, runs[1])["status"] in ("IN_QUEUE", "IN_PROGRESS")  # reads go on
             assert _get(server, "/healthz", {}).status_code == 200
-            time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
+            _outcome_waiting(server, runs[0], began)
         for run_id in runs:
             final = wait_terminal(server, run_id, timeout=60)
             assert final["status"] == "COMPLETED", (run_id, final, server.log()[-3000:])
@@ -121,6 +120,28 @@ def test_sqlite_locked_by_another_process_mid_run(tmp_path: Path) -> None:
         server.stop()
     claims = Counter(re.findall(r"run\.claimed run_id=(vid_\w+)", server.log()))
     assert {run_id: claims[run_id] for run_id in runs} == dict.fromkeys(runs, 1), claims
+
+
+def _renders(server: LiveServer) -> list[int]:
+    assert server.process is not None
+    return child_processes(server.process.pid, "testcard_render")
+
+
+def _rendering(server: LiveServer) -> None:
+    deadline = time.monotonic() + 30
+    while not _renders(server):
+        assert time.monotonic() < deadline, "no render started"
+        time.sleep(0.05)
+
+
+def _outcome_waiting(server: LiveServer, run_id: str, began: float) -> None:
+    """Wait until the worker has finished rendering ``run_id`` and waits for the database
+    to write the outcome (and the outage has lasted OUTAGE_S)."""
+    deadline = time.monotonic() + 30
+    while f"run.write_waiting run_id={run_id}" not in server.log():
+        assert time.monotonic() < deadline, f"no outcome of {run_id} waits for the database"
+        time.sleep(0.05)
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - began)))
 
 
 def _assert_unavailable(message: str) -> None:

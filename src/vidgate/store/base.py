@@ -86,8 +86,8 @@ class StoreBase:
         self._async = async_engine
         self._sync = sync_engine
         self.dialect = (async_engine or sync_engine).dialect.name  # type: ignore[union-attr]
-        self._down_since: float | None = None
-        """When the database became unavailable, while it is (see :meth:`_outage`)."""
+        self._down_since: dict[str, float] = {}
+        """Since when reads or writes find the database unavailable (see :meth:`_outage`)."""
         self._writer: GroupCommit | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         if sync_engine is not None:
@@ -110,12 +110,12 @@ class StoreBase:
                 async with self._async.begin() as conn:
                     result = await conn.run_sync(_bind, work, tx)
         except Exception as exc:
-            outage = self._outage(exc)
+            outage = self._outage(exc, "writes")
             if outage is None:
                 raise
             raise outage from exc
-        if self._down_since is not None:
-            self._back()
+        if self._down_since:
+            self._back("writes")
         self.events.publish_many(tx.changes)
         return result
 
@@ -130,31 +130,39 @@ class StoreBase:
                 async with self._async.connect() as conn:
                     result = await conn.run_sync(work)
         except Exception as exc:
-            outage = self._outage(exc)
+            outage = self._outage(exc, "reads")
             if outage is None:
                 raise
             raise outage from exc
-        if self._down_since is not None:
-            self._back()
+        if self._down_since:
+            self._back("reads")
         return result
 
-    def _outage(self, error: Exception) -> StoreUnavailable | None:
-        """The outage ``error`` tells of, if it is one (logged when the database goes, and
-        when it is back): raised in its place."""
+    @property
+    def writes_failing(self) -> bool:
+        """Whether the last write found the database unavailable (and none has gone
+        through since)."""
+        return "writes" in self._down_since
+
+    def _outage(self, error: Exception, kind: str) -> StoreUnavailable | None:
+        """The outage ``error`` tells of, if it is one, raised in its place. Logged when
+        ``kind`` (reads, writes) begins to fail and when it works again: a SQLite file
+        locked by another process stops writes while reads go on."""
         if isinstance(error, StoreUnavailable):
             return None
         outage = outage_of(error)
         if outage is None:
             return None
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            event(log, "store.unavailable", logging.WARNING, error=str(outage))
+        if kind not in self._down_since:
+            self._down_since[kind] = time.monotonic()
+            event(log, "store.unavailable", logging.WARNING, failing=kind, error=str(outage))
         return outage
 
-    def _back(self) -> None:
-        down_s = time.monotonic() - (self._down_since or time.monotonic())
-        self._down_since = None
-        event(log, "store.available_again", logging.WARNING, down_s=round(down_s, 1))
+    def _back(self, kind: str) -> None:
+        since = self._down_since.pop(kind, None)
+        if since is not None:
+            down_s = round(time.monotonic() - since, 1)
+            event(log, "store.available_again", logging.WARNING, working=kind, down_s=down_s)
 
     def _read_sync(self, work: Callable[[Connection], T]) -> T:
         assert self._sync is not None

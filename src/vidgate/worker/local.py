@@ -228,14 +228,18 @@ class LocalWorker:
                 workdir.parent.rmdir()  # only once no other attempt uses it
 
     async def _report_progress(self, run_id: str, percent: float) -> None:
+        if self.store.writes_failing:
+            # Progress is only news: while the database is away it is not sent (each try
+            # could wait out SQLite's busy timeout); heartbeats find the database back.
+            return
         percent = max(0.0, min(99.0, round(percent, 1)))
         if self._progress.get(run_id) == percent:
             return
         self._progress[run_id] = percent
         try:
             await self.store.update_running(run_id, self.owner, progress=percent)
-        except StoreUnavailable:  # progress is only news: the next report tells it
-            self._progress.pop(run_id, None)
+        except StoreUnavailable:
+            self._progress.pop(run_id, None)  # the next report tells it
         except Exception:
             log.exception("run.progress_failed run_id=%s", run_id)
 
