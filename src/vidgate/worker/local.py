@@ -111,7 +111,7 @@ class LocalWorker:
             if len(self._active) < self.settings.concurrency:
                 try:
                     claimed = await self.store.claim_next(
-                        self.owner, self.backends, self.settings.lease_s
+                        self.owner, self.backends, self.settings.lease_s, running=self._active
                     )
                 except StoreUnavailable as exc:  # looked for again after idle_poll_s
                     event(log, "worker.claim_failed", logging.WARNING, error=str(exc))
