@@ -1,6 +1,8 @@
-"""A provider answers a submit while the database is locked by another process: the job's
-id is written once the lock is gone, and the run completes (it is not failed as a submit
-whose outcome is unknown, and the provider gets one submit)."""
+"""A provider answers a submit while the database is locked by another process, for longer
+than the run's lease and than the tries given to other write failures: the job's id is
+written once the lock is gone, and the run completes (it is neither failed as a submit whose
+outcome is unknown nor cancelled as a job that cannot be recorded; the provider gets one
+submit)."""
 
 from __future__ import annotations
 
@@ -77,6 +79,7 @@ async def test_a_job_answered_while_the_database_is_locked_is_recorded(tmp_path:
                 {"fal": 0.2},
                 WorkerSettings(idle_poll_s=0.05, lease_s=1.5),
                 "p1",
+                record_delays_s=(0.05,),  # failures other than an outage: soon given up
             )
             stop = asyncio.Event()
             task = asyncio.create_task(poller.run(stop))
@@ -85,7 +88,7 @@ async def test_a_job_answered_while_the_database_is_locked_is_recorded(tmp_path:
                     await asyncio.sleep(0.02)
                 # The provider answers after 1 s; the lease (1.5 s) runs out meanwhile.
                 with sqlite_locked(path):
-                    await asyncio.sleep(2.0)
+                    await asyncio.sleep(2.5)
                 for _ in range(200):
                     final = await store.get(run.id)
                     if final.status.is_terminal:
