@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults import PrivatePostgres
 from tests.servers import TEST_CONFIG, LiveServer, reap_all, running_server
 
 
@@ -93,6 +94,18 @@ def module_postgres_url() -> Iterator[str]:
         yield url
     finally:
         asyncio.run(_drop_postgres(url))
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the outage tests' own, which they stop and start again."""
+    if _postgres_url() is None:
+        pytest.skip("PostgreSQL not configured: run the suite with `make test`")
+    server = PrivatePostgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 async def _fresh_postgres():  # type: ignore[no-untyped-def]

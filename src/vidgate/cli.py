@@ -45,10 +45,17 @@ def _settings(data_dir: Path | None, config: Path | None, **overrides: object) -
 
 
 async def _open_store(settings: Settings) -> SQLStore:
+    from vidgate.store.errors import StoreUnavailable
     from vidgate.store.sql import SQLStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return await SQLStore.open(settings.resolved_database_url)
+    try:
+        return await SQLStore.open(
+            settings.resolved_database_url, busy_timeout_s=settings.database_busy_timeout_s
+        )
+    except StoreUnavailable as exc:
+        typer.echo(f"error: {exc}; start it, or check database_url, then try again", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

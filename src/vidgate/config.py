@@ -36,6 +36,8 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     status_retry_after_s: int = Field(2, ge=1)
     """The poll interval suggested in ``Retry-After`` on non-terminal status responses."""
+    unavailable_retry_after_s: int = Field(5, ge=1)
+    """The ``Retry-After`` of the ``503`` answers given while the database is unavailable."""
     max_wait_s: int = Field(60, ge=0, le=60)
     """The longest ``waitSeconds`` a long-poll may hold a status request (the API's bound
     is 60)."""
@@ -181,6 +183,9 @@ class Settings(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     """SQLAlchemy URL; default ``sqlite:///DATA_DIR/vidgate.db``."""
+    database_busy_timeout_s: float = Field(30, gt=0)
+    """SQLite: how long a statement waits while another process holds the database's
+    lock; then the request gets ``503`` (a worker writes again later)."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

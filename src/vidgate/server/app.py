@@ -55,7 +55,9 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await SQLStore.open(settings.resolved_database_url)
+        store = await SQLStore.open(
+            settings.resolved_database_url, busy_timeout_s=settings.database_busy_timeout_s
+        )
         await store.listen()
         catalog = build_catalog(settings)
         state = AppState(

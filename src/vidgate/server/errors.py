@@ -3,6 +3,9 @@
 * Submit routes use the upstream submit envelope:
   ``{"error": {"message": "...", "type": "..."}, "status": N}``.
 * Every other route uses the upstream ``Error`` schema: ``{"error": N, "message": "..."}``.
+
+While the database is unavailable every route that needs it answers ``503`` with
+``Retry-After``, in its own shape (:func:`unavailable`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vidgate.store.errors import StoreUnavailable
 
 SUBMIT_PATHS = frozenset({"/api/generate-video"})
 
@@ -65,6 +70,13 @@ def error_response(path: str, method: str, error: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
+def unavailable(outage: StoreUnavailable, retry_after_s: int) -> ApiError:
+    """The answer to a request that needed the database while it is unavailable."""
+    return ApiError(
+        503, f"{outage}; retry in {retry_after_s} s", headers={"Retry-After": str(retry_after_s)}
+    )
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors():
@@ -100,6 +112,11 @@ def install(app: FastAPI) -> None:
             ApiError(exc.status_code, message, headers=dict(exc.headers or {})),
         )
 
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StoreUnavailable)
+        retry_after_s = request.app.state.vidgate.settings.server.unavailable_retry_after_s
+        return error_response(request.url.path, request.method, unavailable(exc, retry_after_s))
+
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
             request.url.path,
@@ -110,4 +127,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(StoreUnavailable, on_unavailable)
     app.add_exception_handler(Exception, on_crash)

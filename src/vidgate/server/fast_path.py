@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from vidgate.server.auth import authenticate
-from vidgate.server.errors import ApiError, error_response
+from vidgate.server.errors import ApiError, error_response, unavailable
 from vidgate.server.polls import SHAPES, PollAnswers
 from vidgate.server.routes import SUBMIT_PATH, accept_submit
 from vidgate.server.state import AppState
+from vidgate.store.errors import StoreUnavailable
 
 log = logging.getLogger("vidgate.server")
 
@@ -45,6 +46,9 @@ class FastPath:
                 return False
         except ApiError as error:
             response = error_response(path, method, error)
+        except StoreUnavailable as outage:
+            retry_after_s = self.state.settings.server.unavailable_retry_after_s
+            response = error_response(path, method, unavailable(outage, retry_after_s))
         except Exception:
             log.exception("%s %s failed", method, path)
             crash = ApiError(500, "internal error; the server log has the details")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import hmac
 import mimetypes
 import os
@@ -25,6 +26,11 @@ class StorageError(Exception):
 
 class BadSignature(StorageError):
     """The file URL's signature is wrong or has expired."""
+
+
+class StorageWriteFailed(StorageError):
+    """A video could not be written to storage (a full disk, a directory that is not
+    writable); the message says what an operator can do about it."""
 
 
 @dataclass(frozen=True)
@@ -78,15 +84,20 @@ class LocalStorage:
         return self.root / key
 
     async def put_file(self, key: str, source: Path, content_type: str) -> StoredObject:
-        """Move ``source`` into storage under ``key`` (atomically)."""
+        """Move ``source`` into storage under ``key`` (atomically); StorageWriteFailed if
+        that fails, leaving nothing behind."""
         target = self._path(key)
+        tmp = target.with_name(target.name + f".{secrets.token_hex(4)}.part")
 
         def _move() -> int:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            shutil.move(source, tmp)
-            os.replace(tmp, target)
-            return target.stat().st_size
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(source, tmp)  # a copy where storage is on another file system
+                os.replace(tmp, target)
+                return target.stat().st_size
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise self._write_failed(key, exc) from exc
 
         size = await asyncio.to_thread(_move)
         return StoredObject(key, size, content_type)
@@ -96,18 +107,30 @@ class LocalStorage:
     ) -> StoredObject:
         """Write a stream of chunks under ``key``; nothing is held whole in memory."""
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + f".{secrets.token_hex(4)}.part")
         size = 0
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with tmp.open("wb") as handle:
                 async for chunk in chunks:
                     await asyncio.to_thread(handle.write, chunk)
                     size += len(chunk)
             os.replace(tmp, target)
+        except OSError as exc:  # our files' errors; the source's are its own kind
+            raise self._write_failed(key, exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
         return StoredObject(key, size, content_type)
+
+    def _write_failed(self, key: str, exc: OSError) -> StorageWriteFailed:
+        where = f"the storage directory {self.root}"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            advice = f"{where} is full (no space left on its device); free space there"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            advice = f"{where} is not writable ({exc.strerror}); check its permissions and mount"
+        else:
+            advice = f"writing to {where} failed ({exc.strerror or exc})"
+        return StorageWriteFailed(f"could not store the video {key}: {advice}")
 
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

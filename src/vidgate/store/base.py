@@ -14,6 +14,8 @@ After the commit, the change is published to this process's hub at once.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,10 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vidgate.events.hub import RunChange, RunEvents
 from vidgate.events.pg_feed import CHANNEL, payload
+from vidgate.logs import event
 from vidgate.runs import webhooks
 from vidgate.runs.ids import new_message_id
 from vidgate.runs.status import Status
+from vidgate.store.errors import StoreUnavailable
 from vidgate.store.group_commit import GroupCommit
+from vidgate.store.outage import outage_of
 from vidgate.store.records import DeliveryRecord, RunRecord
 from vidgate.store.schema import runs, webhook_deliveries
 
@@ -36,6 +41,7 @@ CHANGE_COLUMNS = tuple(column for column in runs.c if column.name != "request")
 """What an UPDATE that changes a run returns: the run as clients see it (all but the
 request, which can be megabytes of image), to publish it and fill the outbox."""
 
+log = logging.getLogger("vidgate.store")
 _other = runs.alias("other")
 T = TypeVar("T")
 READERS = 4
@@ -80,6 +86,8 @@ class StoreBase:
         self._async = async_engine
         self._sync = sync_engine
         self.dialect = (async_engine or sync_engine).dialect.name  # type: ignore[union-attr]
+        self._down_since: dict[str, float] = {}
+        """Since when reads or writes find the database unavailable (see :meth:`_outage`)."""
         self._writer: GroupCommit | None = None
         self._read_threads: ThreadPoolExecutor | None = None
         if sync_engine is not None:
@@ -94,23 +102,67 @@ class StoreBase:
 
     async def _write_and_publish(self, work: Callable[[Tx], T]) -> T:
         tx = Tx(None)  # type: ignore[arg-type]  # the connection is set where it runs
-        if self._writer is not None:
-            result = await self._writer.run(lambda conn: _bind(conn, work, tx))
-        else:
-            assert self._async is not None
-            async with self._async.begin() as conn:
-                result = await conn.run_sync(_bind, work, tx)
+        try:
+            if self._writer is not None:
+                result = await self._writer.run(lambda conn: _bind(conn, work, tx))
+            else:
+                assert self._async is not None
+                async with self._async.begin() as conn:
+                    result = await conn.run_sync(_bind, work, tx)
+        except Exception as exc:
+            outage = self._outage(exc, "writes")
+            if outage is None:
+                raise
+            raise outage from exc
+        if self._down_since:
+            self._back("writes")
         self.events.publish_many(tx.changes)
         return result
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work``, one read statement (on SQLite, outside any transaction)."""
-        if self._sync is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._read_threads, self._read_sync, work)
-        assert self._async is not None
-        async with self._async.connect() as conn:
-            return await conn.run_sync(work)
+        try:
+            if self._sync is not None:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._read_threads, self._read_sync, work)
+            else:
+                assert self._async is not None
+                async with self._async.connect() as conn:
+                    result = await conn.run_sync(work)
+        except Exception as exc:
+            outage = self._outage(exc, "reads")
+            if outage is None:
+                raise
+            raise outage from exc
+        if self._down_since:
+            self._back("reads")
+        return result
+
+    @property
+    def writes_failing(self) -> bool:
+        """Whether the last write found the database unavailable (and none has gone
+        through since)."""
+        return "writes" in self._down_since
+
+    def _outage(self, error: Exception, kind: str) -> StoreUnavailable | None:
+        """The outage ``error`` tells of, if it is one, raised in its place. Logged when
+        ``kind`` (reads, writes) begins to fail and when it works again: a SQLite file
+        locked by another process stops writes while reads go on."""
+        if isinstance(error, StoreUnavailable):
+            return None
+        outage = outage_of(error)
+        if outage is None:
+            return None
+        if kind not in self._down_since:
+            self._down_since[kind] = time.monotonic()
+            event(log, "store.unavailable", logging.WARNING, failing=kind, error=str(outage))
+        return outage
+
+    def _back(self, kind: str) -> None:
+        since = self._down_since.pop(kind, None)
+        if since is not None:
+            down_s = round(time.monotonic() - since, 1)
+            event(log, "store.available_again", logging.WARNING, working=kind, down_s=down_s)
 
     def _read_sync(self, work: Callable[[Connection], T]) -> T:
         assert self._sync is not None

@@ -17,15 +17,24 @@ from vidgate.store.schema import runs
 
 class ClaimVerbs(StoreBase):
     async def claim_next(
-        self, owner: str, backends: Iterable[str], lease_s: float
+        self,
+        owner: str,
+        backends: Iterable[str],
+        lease_s: float,
+        *,
+        running: Collection[str] = (),
     ) -> RunRecord | None:
         """Take the oldest claimable run of these backends: queued and due, or in progress
-        with an expired lease (its worker died). Increments ``attempts``."""
+        with an expired lease (its worker died). Increments ``attempts``. Never one of
+        ``running``, which the caller renders still (their leases may have run out while
+        the database was away)."""
         now = time.time()
         claimable = or_(
             (runs.c.status == Status.IN_QUEUE.value) & (runs.c.available_at <= now),
             (runs.c.status == Status.IN_PROGRESS.value) & (runs.c.lease_expires_at < now),
         )
+        if running:
+            claimable = claimable & runs.c.id.not_in(list(running))
         candidate = (
             select(runs.c.id)
             .where(runs.c.backend.in_(list(backends)), claimable)

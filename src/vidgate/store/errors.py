@@ -28,3 +28,7 @@ class IdempotencyConflict(StoreError):
 
 class DeliveryInFlight(StoreError):
     """An attempt to deliver this webhook is being made right now."""
+
+
+class StoreUnavailable(StoreError):
+    """The database is unavailable."""

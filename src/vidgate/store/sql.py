@@ -38,12 +38,14 @@ from vidgate.store.runs import RunVerbs
 from vidgate.store.webhooks import WebhookVerbs
 
 __all__ = ["KEY_PREFIX", "SQLStore", "hash_key"]
+BUSY_TIMEOUT_S = 30.0
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
     """A plain (synchronous) engine: the store runs SQLite transactions in threads of its
     own, each in one go (see :class:`~vidgate.store.base.StoreBase`). ``sqlite+aiosqlite``
-    URLs are accepted and mean the same database."""
+    URLs are accepted and mean the same database. A statement waits up to
+    ``busy_timeout_s`` for another process's lock, then fails (the API answers 503)."""
     parsed = make_url(url).set(drivername="sqlite")
     if not parsed.database or parsed.database == ":memory:":
         raise ValueError(
@@ -55,7 +57,7 @@ def _sqlite_engine(url: str) -> Engine:
     # ROLLBACK, and reads run outside any transaction (below).
     engine = create_engine(
         parsed,
-        connect_args={"timeout": 30, "check_same_thread": False},
+        connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
         pool_size=READERS + 2,
         pool_reset_on_return=None,
     )
@@ -65,7 +67,7 @@ def _sqlite_engine(url: str) -> Engine:
         # Let SQLAlchemy's "begin" hook below issue BEGIN itself.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout_s * 1000)}")
         _ensure_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # a Checkpointer thread does it
@@ -107,9 +109,13 @@ class SQLStore(KeyVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVe
     _checkpointer: Checkpointer | None = None
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> SQLStore:
+    async def open(
+        cls, url: str, *, migrate: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S
+    ) -> SQLStore:
+        """The store at ``url``; ``busy_timeout_s``: how long a SQLite statement waits for
+        another process's lock before it fails."""
         if url.startswith("sqlite"):
-            store = cls(sync_engine=_sqlite_engine(url))
+            store = cls(sync_engine=_sqlite_engine(url, busy_timeout_s))
             assert store.url.database is not None
             store._checkpointer = Checkpointer(store.url.database)
             store._checkpointer.start()

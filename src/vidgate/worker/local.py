@@ -32,9 +32,11 @@ from vidgate.config import WorkerSettings
 from vidgate.logs import event
 from vidgate.runs.catalog import Catalog
 from vidgate.runs.status import Status
-from vidgate.storage.local import LocalStorage
+from vidgate.storage.local import LocalStorage, StorageError
+from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import RemoteRun, RunRecord
 from vidgate.store.sql import SQLStore
+from vidgate.worker.outage import despite_outage
 from vidgate.worker.wakeup import sleep_until
 
 log = logging.getLogger("vidgate.worker")
@@ -95,7 +97,11 @@ class LocalWorker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(heartbeat, *tasks, return_exceptions=True)
-            await self.store.release(self.owner, held)
+            try:
+                await self.store.release(self.owner, held)
+            except StoreUnavailable as exc:  # their leases run out instead
+                event(log, "worker.release_failed", logging.WARNING, error=str(exc))
+                held = []
             event(log, "worker.stopped", owner=self.owner, released=len(held))
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
@@ -105,8 +111,10 @@ class LocalWorker:
             if len(self._active) < self.settings.concurrency:
                 try:
                     claimed = await self.store.claim_next(
-                        self.owner, self.backends, self.settings.lease_s
+                        self.owner, self.backends, self.settings.lease_s, running=self._active
                     )
+                except StoreUnavailable as exc:  # looked for again after idle_poll_s
+                    event(log, "worker.claim_failed", logging.WARNING, error=str(exc))
                 except Exception:
                     log.exception("worker.claim_failed")
             if claimed is not None:
@@ -137,6 +145,9 @@ class LocalWorker:
                 continue
             try:
                 held = await self.store.heartbeat(self.owner, ids, self.settings.lease_s)
+            except StoreUnavailable as exc:
+                event(log, "worker.heartbeat_failed", logging.WARNING, error=str(exc))
+                continue
             except Exception:
                 log.exception("worker.heartbeat_failed")
                 continue
@@ -182,8 +193,13 @@ class LocalWorker:
                 output_content_type=stored.content_type,
                 output_size=stored.size,
             )
-            if done is None:
-                await self.storage.delete(key)
+            if done is None and (await self._current(run)).output_key != key:
+                await self.storage.delete(key)  # never a video the run points at
+        except StorageError as exc:
+            event(log, "storage.write_failed", logging.ERROR, run_id=run.id, error=str(exc))
+            await self._finish(
+                run, Status.FAILED, error=str(exc), user_friendly_error=FAILED_FRIENDLY
+            )
         except GenerationFailed as exc:
             await self._finish(
                 run,
@@ -212,19 +228,30 @@ class LocalWorker:
                 workdir.parent.rmdir()  # only once no other attempt uses it
 
     async def _report_progress(self, run_id: str, percent: float) -> None:
+        if self.store.writes_failing:
+            # Progress is only news: while the database is away it is not sent (each try
+            # could wait out SQLite's busy timeout); heartbeats find the database back.
+            return
         percent = max(0.0, min(99.0, round(percent, 1)))
         if self._progress.get(run_id) == percent:
             return
         self._progress[run_id] = percent
         try:
             await self.store.update_running(run_id, self.owner, progress=percent)
+        except StoreUnavailable:
+            self._progress.pop(run_id, None)  # the next report tells it
         except Exception:
             log.exception("run.progress_failed run_id=%s", run_id)
 
     async def _finish(self, run: RunRecord, status: Status, **values: Any) -> RunRecord | None:
-        done = await self.store.transition(run.id, status, owner=self.owner, **values)
+        """The run, moved to ``status``; None if it changed meanwhile (cancelled, or taken
+        over). Waits for the database if it is unavailable: the outcome is never lost."""
+        done = await despite_outage(
+            lambda: self.store.transition(run.id, status, owner=self.owner, **values),
+            run_id=run.id,
+        )
         if done is None:
-            current = await self.store.get(run.id)
+            current = await self._current(run)
             event(log, "run.finish_lost", run_id=run.id, wanted=status, now=current.status)
         else:
             elapsed = (done.completed_at or time.time()) - (done.started_at or done.created_at)
@@ -236,3 +263,6 @@ class LocalWorker:
                 error=values.get("error"),
             )
         return done
+
+    async def _current(self, run: RunRecord) -> RunRecord:
+        return await despite_outage(lambda: self.store.get(run.id), run_id=run.id)

@@ -26,6 +26,7 @@ from vidgate.events.hub import RunChange
 from vidgate.logs import event
 from vidgate.netguard import GuardedTransport, Resolve, Unresolved, UnsafeTarget, system_resolve
 from vidgate.storage.local import LocalStorage
+from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import DeliveryRecord, KeyRecord, RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.store.webhooks import DELIVERED, FAILED, GONE, PENDING
@@ -131,6 +132,9 @@ class WebhookSender:
                             claimed = await self.store.claim_deliveries(
                                 self.owner, free, self.lease_s
                             )
+                        except StoreUnavailable as exc:  # looked for again in a while
+                            event(log, "webhook.claim_failed", logging.WARNING, error=exc)
+                            claimed = []
                         except Exception:
                             log.exception("webhook.claim_failed")
                             claimed = []

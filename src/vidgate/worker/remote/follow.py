@@ -20,8 +20,10 @@ from vidgate.backends.base import (
 from vidgate.logs import event
 from vidgate.runs.catalog import ModelSpec
 from vidgate.runs.status import Status
+from vidgate.storage.local import StorageError
 from vidgate.store.records import RemoteRun
 from vidgate.worker.local import attempt_name
+from vidgate.worker.outage import despite_outage
 from vidgate.worker.remote.outcomes import (
     Outcomes,
     backoff_s,
@@ -138,7 +140,7 @@ class Follows(Outcomes):
             stored = await self.storage.put_stream(
                 key, backend.open_output(job, update.output_urls[0]), "video/mp4"
             )
-        except (ProviderUnavailable, GenerationFailed, OSError) as exc:
+        except (ProviderUnavailable, GenerationFailed, StorageError, OSError) as exc:
             failed = failures(run, "copy_failures") + 1
             if failed >= self.copy_attempts:
                 await self._fail(
@@ -161,19 +163,24 @@ class Follows(Outcomes):
             return
         if run.status is Status.IN_QUEUE:
             await self.store.remote_update(run.id, self.owner, to=Status.IN_PROGRESS, release=False)
-        done = await self.store.remote_update(
-            run.id,
-            self.owner,
-            to=Status.COMPLETED,
-            progress=100.0,
-            next_poll_at=None,
-            output_key=stored.key,
-            output_content_type=stored.content_type,
-            output_size=stored.size,
-            **common,
+        done = await despite_outage(
+            lambda: self.store.remote_update(
+                run.id,
+                self.owner,
+                to=Status.COMPLETED,
+                progress=100.0,
+                next_poll_at=None,
+                output_key=stored.key,
+                output_content_type=stored.content_type,
+                output_size=stored.size,
+                **common,
+            ),
+            run_id=run.id,
         )
         if not done:
-            await self.storage.delete(key)
+            current = await despite_outage(lambda: self.store.get(run.id), run_id=run.id)
+            if current.output_key != key:  # never a video the run points at
+                await self.storage.delete(key)
             return
         event(
             log,

@@ -11,6 +11,7 @@ not grow with the number of provider jobs it follows.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from vidgate.logs import event
 from vidgate.runs.catalog import Catalog
 from vidgate.runs.status import Status
 from vidgate.storage.local import LocalStorage
+from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import RemoteRun
 from vidgate.store.sql import SQLStore
 from vidgate.worker.remote.follow import Follows
@@ -92,7 +94,13 @@ class RemotePoller(Submits, Follows):
                 wanted = min(free, CLAIM_BATCH)
                 self._wake.clear()  # before the claim: a wake-up during it is not lost
                 batch = await self._claim(wanted)
+                running = set(self._held.values())
                 for run in batch:
+                    if run.id in running:
+                        # Its lease ran out while the database was away (it could not be
+                        # renewed), and the operation still goes on here.
+                        event(log, "poller.reclaimed_while_running", run_id=run.id)
+                        continue
                     task = asyncio.create_task(self._operate(run))
                     self._held[task] = run.id
                     task.add_done_callback(self._forget)
@@ -107,8 +115,11 @@ class RemotePoller(Submits, Follows):
             return await self.store.claim_remote(
                 self.owner, self.kinds, wanted, self.settings.lease_s, reschedule=quiet
             )
-        except Exception:
-            log.exception("poller.claim_failed")
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                event(log, "poller.claim_failed", logging.WARNING, error=exc)
+            else:
+                log.exception("poller.claim_failed")
             self._quiet = quiet | self._quiet  # handed back with the next claim
             return []
 
@@ -145,6 +156,8 @@ class RemotePoller(Submits, Follows):
             await asyncio.sleep(self.settings.lease_s / 3)
             try:
                 await self.store.renew(self.owner, set(self._held.values()), self.settings.lease_s)
+            except StoreUnavailable as exc:
+                event(log, "poller.renew_failed", logging.WARNING, error=exc)
             except Exception:
                 log.exception("poller.renew_failed")
 
@@ -162,6 +175,13 @@ class RemotePoller(Submits, Follows):
                 await self._poll(run, spec, backend)
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable as exc:  # its lease runs out, and the operation is redone
+            event(log, "poller.operation_interrupted", logging.WARNING, run_id=run.id, error=exc)
         except Exception as exc:
             log.exception("poller.operation_crashed run_id=%s", run.id)
-            await self._retry_later(run, f"internal error: {type(exc).__name__}")
+            try:
+                await self._retry_later(run, f"internal error: {type(exc).__name__}")
+            except StoreUnavailable as outage:
+                event(
+                    log, "poller.retry_later_failed", logging.WARNING, run_id=run.id, error=outage
+                )

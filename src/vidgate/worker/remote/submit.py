@@ -12,10 +12,12 @@ key (:attr:`RemoteBackend.idempotent_submits`), or the operator opted in for tha
 a provider job is never paid for twice. A clear refusal (429, no connection) created
 nothing and is retried with backoff.
 
-Should the database fail just as the provider's id is to be recorded, the write is tried
-again a few times; if it still cannot be recorded, the job is cancelled at the provider
-(nothing could ever poll it) and the run is failed with a message naming the job's id,
-which is logged either way.
+Should the database be unavailable just as the provider's id is to be recorded (an outage:
+PostgreSQL restarting, a SQLite file locked past the busy timeout), the write waits for it
+to come back (a worker that stops gives it a grace period). Should the write fail otherwise,
+it is tried again a few times; if it still cannot be recorded, the job is cancelled at the
+provider (nothing could ever poll it) and the run is failed with a message naming the
+job's id, which is logged either way.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from vidgate.backends.base import (
 from vidgate.logs import event
 from vidgate.runs.catalog import ModelSpec
 from vidgate.store.records import RemoteRun
+from vidgate.worker.outage import despite_outage
 from vidgate.worker.remote.outcomes import Outcomes, backoff_s, failures, log
 
 SUBMIT_ATTEMPTS = 5
@@ -150,12 +153,20 @@ class Submits(Outcomes):
         error: Exception | None = None
         for attempt, delay in enumerate((*self.record_delays_s, None), 1):
             try:
-                recorded = await self.store.remote_update(
-                    run.id, self.owner, next_poll_at=time.time() + self._interval(spec), **values
+                # While the database is away (an outage) the write waits for it to return.
+                recorded = await despite_outage(
+                    lambda: self.store.remote_update(
+                        run.id,
+                        self.owner,
+                        next_poll_at=time.time() + self._interval(spec),
+                        **values,
+                    ),
+                    run_id=run.id,
                 )
-                if not recorded and error is not None:  # did a failed try commit after all?
-                    recorded = (await self.store.get(run.id)).provider_request_id == job.request_id
-            except Exception as exc:  # the database: any failure leaves the id unrecorded
+                if not recorded:  # did a try whose answer was lost commit after all?
+                    current = await despite_outage(lambda: self.store.get(run.id), run_id=run.id)
+                    recorded = current.provider_request_id == job.request_id
+            except Exception as exc:  # any other failure leaves the id unrecorded
                 error = exc
                 event(
                     log,
