@@ -11,25 +11,30 @@ import pytest
 from vidgate.storage.local import StorageError, load_or_create_secret
 
 
+def _start_together(path: Path, starters: int) -> list[bytes | BaseException]:
+    """What ``starters`` threads get, released at once to load or make the secret."""
+    ready = threading.Barrier(starters)
+    results: list[bytes | BaseException] = []
+
+    def start() -> None:
+        ready.wait()
+        try:
+            results.append(load_or_create_secret(path))
+        except BaseException as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(starters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def test_first_starts_racing_on_one_data_dir_agree_on_one_secret(tmp_path: Path) -> None:
     for attempt in range(20):
         path = tmp_path / str(attempt) / "secret.key"
-        starters = 8
-        ready = threading.Barrier(starters)
-        results: list[bytes | BaseException] = []
-
-        def start() -> None:
-            ready.wait()
-            try:
-                results.append(load_or_create_secret(path))
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                results.append(exc)
-
-        threads = [threading.Thread(target=start) for _ in range(starters)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = _start_together(path, 8)
         assert len(set(results)) == 1, results
         assert results[0] == load_or_create_secret(path)
         assert isinstance(results[0], bytes) and len(results[0]) == 32
