@@ -109,8 +109,11 @@ class LiveServer:
         config_text: str = TEST_CONFIG,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        program: Sequence[str] = VIDGATE,
     ) -> None:
         self.data_dir = data_dir
+        self.program = list(program)
+        """What runs ``serve``: the CLI, or a script that calls it after setting up a fault."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = data_dir.parent / f"{data_dir.name}.toml"
         self.config.write_text(config_text)
@@ -130,7 +133,7 @@ class LiveServer:
         with self.log_path.open("ab") as log:
             self.process = spawn(
                 [
-                    *VIDGATE,
+                    *self.program,
                     "serve",
                     "--port",
                     str(self.port),

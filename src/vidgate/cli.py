@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shlex
 import signal
@@ -75,18 +76,56 @@ def serve(
     )
     settings = settings.model_copy(update={"server": server})
     first_key = asyncio.run(_first_start_key(settings))
+    _check_storage(settings)
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     _print_welcome(base, first_key, settings)
     logs.configure(log_level.upper())
     with_worker = not no_worker and settings.worker.enabled
-    uvicorn.run(
-        create_app(settings, background=run_worker if with_worker else None),
-        host=server.host,
-        port=server.port,
-        log_level=log_level.lower(),
-        timeout_graceful_shutdown=5,
+    failures: list[str] = []
+
+    def worker_stopped(reason: str) -> None:
+        failures.append(reason)
+        uvicorn_server.should_exit = True  # a graceful stop, then exit 1 (below)
+
+    app = create_app(
+        settings,
+        background=run_worker if with_worker else None,
+        on_background_exit=worker_stopped,
     )
+    uvicorn_server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=server.host,
+            port=server.port,
+            log_level=log_level.lower(),
+            timeout_graceful_shutdown=5,
+        )
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn_server.run()
+    if failures:
+        typer.echo(
+            f"error: the worker in this process stopped ({failures[0]}), so vidgate exited "
+            "instead of accepting runs that no one would work on; the log above has the "
+            "details. A supervisor (systemd, Docker, Kubernetes) restarts it.",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if not uvicorn_server.started:
+        raise typer.Exit(3)  # uvicorn's own code for a failed start, logged above
+
+
+def _check_storage(settings: Settings) -> None:
+    """Refuse to start on storage whose signing secret is damaged (made on first start)."""
+    from vidgate.services import build_storage
+    from vidgate.storage.local import StorageError
+
+    try:
+        build_storage(settings)
+    except StorageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 async def _first_start_key(settings: Settings) -> str | None:
@@ -144,6 +183,7 @@ def worker(
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
+    _check_storage(settings)
     logs.configure(log_level.upper())
 
     async def main() -> None:

@@ -7,15 +7,23 @@ and the defaults below. Every key is documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from vidgate.runs.catalog import LOCAL_BACKENDS
+from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS
 
 DEFAULT_DATA_DIR = Path(".vidgate")
 
@@ -185,6 +193,22 @@ class Settings(_Section):
         merged.update(value)
         return merged
 
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        """What one section cannot check alone: each is found at start, not when a worker
+        first needs it (a worker that dies at start leaves an API accepting runs no one
+        runs)."""
+        worker = self.worker
+        if worker.heartbeat_s >= worker.lease_s:
+            raise ValueError(
+                f"worker.heartbeat_s ({worker.heartbeat_s:g}) must be below worker.lease_s "
+                f"({worker.lease_s:g}): leases would expire between renewals and runs would be "
+                "taken from working workers; a third of lease_s or less is a good heartbeat"
+            )
+        for slug, model in self.models.items():
+            _check_backend(slug, model, self.providers)
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -203,6 +227,23 @@ class Settings(_Section):
         if config is None or not config.api_key_env:
             return None
         return (os.environ if env is None else env).get(config.api_key_env)
+
+
+def _check_backend(slug: str, model: ModelConfig, providers: Mapping[str, object]) -> None:
+    known = LOCAL_BACKENDS | REMOTE_BACKENDS
+    if model.backend not in known:
+        close = difflib.get_close_matches(model.backend, sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"models.{slug}.backend: unknown backend {model.backend!r}{hint}; known backends: "
+            + ", ".join(sorted(known))
+        )
+    provider = model.provider_name
+    if model.backend in REMOTE_BACKENDS and provider not in providers:
+        raise ValueError(
+            f"model {slug!r} uses backend {model.backend!r} but no [providers.{provider}] "
+            "section is configured"
+        )
 
 
 def load_settings(
@@ -235,15 +276,13 @@ def load_settings(
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         where = f" in {config_file}" if config_file else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
-    for slug, model in settings.models.items():
-        provider = model.provider_name
-        if model.backend not in LOCAL_BACKENDS and provider not in settings.providers:
-            raise ConfigError(
-                f"model {slug!r} uses backend {model.backend!r} but no [providers.{provider}] "
-                "section is configured"
-            )
     return settings
+
+
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")  # our own checks name their keys
+    if not location:
+        return message
+    return f"{'.'.join(str(part) for part in location)}: {message}"

@@ -164,10 +164,21 @@ async def files_route(
     return FileResponse(path, media_type=content_type_for(key))
 
 
-@router.get("/healthz", summary="Liveness and database check")
+@router.get(
+    "/healthz",
+    responses=schemas.error_responses(503),
+    summary="Liveness and database check",
+)
 async def healthz(request: Request) -> dict[str, Any]:
-    """Cheap however many runs are stored: it counts the runs in flight only."""
+    """Cheap however many runs are stored: it counts the runs in flight only. A 503 once
+    this process's worker has stopped (failed): runs submitted here would only wait."""
     state = state_of(request)
+    if state.worker_failure is not None:
+        raise ApiError(
+            503,
+            f"the worker in this process has stopped ({state.worker_failure}); runs "
+            "submitted here wait for another worker. Restart vidgate; its log has the details",
+        )
     counts = await state.store.count_in_flight()
     return {
         "status": "ok",
