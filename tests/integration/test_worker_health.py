@@ -7,9 +7,8 @@ import asyncio
 from pathlib import Path
 
 import httpx
-import uvicorn
 
-from tests.servers import free_port
+from tests.servers import serving
 from vidgate.config import Settings
 from vidgate.server.app import create_app
 from vidgate.services import Services
@@ -22,32 +21,20 @@ async def test_healthz_fails_once_the_worker_has_stopped(tmp_path: Path) -> None
         await go.wait()
         raise RuntimeError("injected fault")
 
-    port = free_port()
     app = create_app(Settings(data_dir=tmp_path / "data"), background=worker)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="on")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done()
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        healthy = await client.get("/healthz")
+        assert healthy.status_code == 200 and healthy.json()["worker"] is True
+        go.set()
+        for _ in range(100):
+            failing = await client.get("/healthz")
+            if failing.status_code != 200:
+                break
             await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            healthy = await client.get("/healthz")
-            assert healthy.status_code == 200 and healthy.json()["worker"] is True
-            go.set()
-            for _ in range(100):
-                failing = await client.get("/healthz")
-                if failing.status_code != 200:
-                    break
-                await asyncio.sleep(0.01)
-        assert failing.status_code == 503
-        assert failing.json() == {
-            "error": 503,
-            "message": "the worker in this process has stopped (RuntimeError: injected fault); "
-            "runs submitted here wait for another worker. Restart vidgate; its log has the "
-            "details",
-        }
-    finally:
-        server.should_exit = True
-        await serving
+    assert failing.status_code == 503
+    assert failing.json() == {
+        "error": 503,
+        "message": "the worker in this process has stopped (RuntimeError: injected fault); "
+        "runs submitted here wait for another worker. Restart vidgate; its log has the "
+        "details",
+    }
