@@ -49,7 +49,7 @@ async def _open_store(settings: Settings) -> SQLStore:
     from vidgate.store.sql import SQLStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return await SQLStore.open(settings.resolved_database_url)
+    return await SQLStore.open(settings.resolved_database_url, durability=settings.durability)
 
 
 @app.command()

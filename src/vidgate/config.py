@@ -26,6 +26,8 @@ from pydantic import (
 from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS
 
 DEFAULT_DATA_DIR = Path(".vidgate")
+Durability = Literal["normal", "full"]
+"""How hard a commit is pushed to disk before it is acknowledged (see the README)."""
 
 
 class ConfigError(Exception):
@@ -175,6 +177,10 @@ class Settings(_Section):
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     """SQLAlchemy URL; default ``sqlite:///DATA_DIR/vidgate.db``."""
+    durability: Durability = "normal"
+    """``normal``: a commit survives any crash of vidgate's processes; ``full``: it also
+    survives a power loss or an OS crash (SQLite syncs its log at every commit; PostgreSQL
+    sessions use ``synchronous_commit = on``)."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

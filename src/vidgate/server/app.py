@@ -62,7 +62,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await SQLStore.open(settings.resolved_database_url)
+        store = await SQLStore.open(settings.resolved_database_url, durability=settings.durability)
         await store.listen()
         catalog = build_catalog(settings)
         state = AppState(
