@@ -27,6 +27,7 @@ from vidgate.backends.base import (
     GenerationCancelled,
     GenerationFailed,
     LocalBackend,
+    LocalOutput,
 )
 from vidgate.config import WorkerSettings
 from vidgate.logs import event
@@ -47,6 +48,15 @@ def attempt_name(run: RunRecord | RemoteRun) -> str:
 
 def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+async def _outlast(task: asyncio.Future[None]) -> None:
+    """Wait until ``task`` is done, however often the wait is cancelled; log its failure."""
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        log.error("run.keep_failed", exc_info=task.exception())
 
 
 class LocalWorker:
@@ -172,18 +182,14 @@ class LocalWorker:
                 workdir,
                 lambda percent: self._report_progress(run.id, percent),
             )
-            key = f"{run.id}/{attempt}.mp4"
-            stored = await self.storage.put_file(key, output.path, output.content_type)
-            done = await self._finish(
-                run,
-                Status.COMPLETED,
-                progress=100.0,
-                output_key=stored.key,
-                output_content_type=stored.content_type,
-                output_size=stored.size,
-            )
-            if done is None:
-                await self.storage.delete(key)
+            # A cancel from here on waits for the video to be kept or deleted: cut off, the
+            # move into storage would go on in its thread and leave an orphaned file.
+            keeping = asyncio.ensure_future(self._keep(run, f"{run.id}/{attempt}.mp4", output))
+            try:
+                await asyncio.shield(keeping)
+            except asyncio.CancelledError:
+                await _outlast(keeping)
+                raise
         except GenerationFailed as exc:
             await self._finish(
                 run,
@@ -210,6 +216,21 @@ class LocalWorker:
             shutil.rmtree(workdir, ignore_errors=True)
             with contextlib.suppress(OSError):
                 workdir.parent.rmdir()  # only once no other attempt uses it
+
+    async def _keep(self, run: RunRecord, key: str, output: LocalOutput) -> None:
+        """Store the video and complete the run; if the run can no longer complete here
+        (cancelled, or taken over), delete the video again."""
+        stored = await self.storage.put_file(key, output.path, output.content_type)
+        done = await self._finish(
+            run,
+            Status.COMPLETED,
+            progress=100.0,
+            output_key=stored.key,
+            output_content_type=stored.content_type,
+            output_size=stored.size,
+        )
+        if done is None:
+            await self.storage.delete(key)
 
     async def _report_progress(self, run_id: str, percent: float) -> None:
         percent = max(0.0, min(99.0, round(percent, 1)))
