@@ -131,7 +131,7 @@ def _exception(task: asyncio.Task[None]) -> BaseException | None:
 
 
 def _failure(task: asyncio.Task[None], stop: asyncio.Event) -> str | None:
-    """Why the background task ended, if it was not asked to stop and ended cleanly."""
+    """Why the background task ended; None if it ended cleanly after it was asked to."""
     if task.cancelled():
         return "it was cancelled"
     error = task.exception()
