@@ -75,8 +75,8 @@ def serve(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
     settings = settings.model_copy(update={"server": server})
+    _check_storage(settings)  # before a first key is made: it is shown only once
     first_key = asyncio.run(_first_start_key(settings))
-    _check_storage(settings)
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     _print_welcome(base, first_key, settings)

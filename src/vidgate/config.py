@@ -247,8 +247,8 @@ def _check_backend(slug: str, model: ModelConfig, providers: Mapping[str, object
     provider = model.provider_name
     if model.backend in REMOTE_BACKENDS and provider not in providers:
         raise ValueError(
-            f"model {slug!r} uses backend {model.backend!r} but no [providers.{provider}] "
-            "section is configured"
+            f"models.{slug}: backend {model.backend!r} needs a [providers.{provider}] section "
+            "with its base_url, and there is none (see the README's remote providers)"
         )
 
 

@@ -26,7 +26,25 @@ base_url = "http://127.0.0.1:9"
 """
 
 
-def test_a_configuration_no_worker_can_run_is_refused_by_every_command(tmp_path: Path) -> None:
+def _start(command: str, data_dir: Path, config: Path | None = None) -> subprocess.Popen[bytes]:
+    args = [command, "--data-dir", str(data_dir)]
+    if config is not None:
+        args += ["--config", str(config)]
+    if command == "serve":
+        args += ["--port", str(free_port())]
+    return spawn([*VIDGATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _refusal(process: subprocess.Popen[bytes], command: str) -> tuple[int, str]:
+    try:
+        out, err = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`vidgate {command}` started on what it should have refused")
+    assert b"Traceback" not in err, err.decode()
+    return process.returncode, out.decode() + err.decode()
+
+
+def test_what_no_worker_can_run_is_refused_at_start_by_every_command(tmp_path: Path) -> None:
     cases = [  # each command, each with another check
         ("serve", TYPO, "models.fox.backend: unknown backend 'fall' (did you mean 'fal'?)"),
         (
@@ -34,27 +52,30 @@ def test_a_configuration_no_worker_can_run_is_refused_by_every_command(tmp_path:
             "[worker]\nlease_s = 2\nheartbeat_s = 5\n",
             "worker.heartbeat_s (5) must be below worker.lease_s (2)",
         ),
-        ("migrate", '[models.fox]\nbackend = "runway"\n', "no [providers.runway] section"),
+        (
+            "migrate",
+            '[models.fox]\nbackend = "runway"\n',
+            "models.fox: backend 'runway' needs a [providers.runway] section with its base_url",
+        ),
     ]
     started = []
     for number, (command, text, _) in enumerate(cases):  # at once: each pays its imports
         config = tmp_path / f"{number}.toml"
         config.write_text(text)
-        args = [command, "--data-dir", str(tmp_path / f"data{number}"), "--config", str(config)]
-        if command == "serve":
-            args += ["--port", str(free_port())]
-        process = spawn([*VIDGATE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        started.append((process, config))
+        started.append((_start(command, tmp_path / f"data{number}", config), config))
+    damaged = tmp_path / "damaged"  # a secret.key truncated by a crash of an older version
+    damaged.mkdir()
+    (damaged / "secret.key").write_text("")
+    on_damaged = _start("serve", damaged)
     for (process, config), (command, _, needle) in zip(started, cases, strict=True):
-        try:
-            _, err = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"`vidgate {command}` started on a configuration that no worker can run")
-        stderr = err.decode()
-        assert process.returncode == 2, (command, stderr)
-        assert f"error: invalid configuration in {config}: " in stderr, (command, stderr)
-        assert needle in stderr, (command, stderr)
-        assert "Traceback" not in stderr, stderr
+        code, output = _refusal(process, command)
+        assert code == 2, (command, output)
+        assert f"error: invalid configuration in {config}: {needle}" in output, output
+        assert output.count("error:") == 1, output
+    code, output = _refusal(on_damaged, "serve")
+    assert code == 1, output
+    assert f"error: {damaged / 'secret.key'} does not hold a 32-byte signing secret" in output
+    assert "API key" not in output  # none was made: it would never have been shown
 
 
 FAULTY_SERVE = """
