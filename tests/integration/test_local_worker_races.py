@@ -35,17 +35,15 @@ def _worker(store: SQLStore, tmp_path: Path, **settings: Any) -> LocalWorker:
 async def test_a_cancel_while_the_video_is_stored_leaves_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A slow disk: the move into storage waits until the run has been cancelled.
-    moving, may_move, moved = threading.Event(), threading.Event(), threading.Event()
+    # A slow disk: the video is in storage, but the move answers only after the cancel.
+    moved, may_answer = threading.Event(), threading.Event()
     real_move = shutil.move
 
     def slow_move(source: Any, target: Any) -> Any:
-        moving.set()
-        may_move.wait(30)
-        try:
-            return real_move(source, target)
-        finally:
-            moved.set()
+        result = real_move(source, target)
+        moved.set()
+        may_answer.wait(30)
+        return result
 
     monkeypatch.setattr(shutil, "move", slow_move)
     store = await SQLStore.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
@@ -54,18 +52,17 @@ async def test_a_cancel_while_the_video_is_stored_leaves_no_file(
     task = asyncio.create_task(worker.run(stop))
     try:
         run = await submit_testcard_run(store, "cancelled while stored")
-        assert await asyncio.to_thread(moving.wait, 60)
+        assert await asyncio.to_thread(moved.wait, 60)
         await store.cancel(run.id, "k")
         worker.stop_run(run.id)  # as the run event of the cancel makes the worker do
-        may_move.set()
-        assert await asyncio.to_thread(moved.wait, 30)
+        may_answer.set()
         stop.set()
         await asyncio.wait_for(task, timeout=30)
         assert (await store.get(run.id)).status is Status.CANCELLED
         left = [p.relative_to(tmp_path) for p in (tmp_path / "files").rglob("*") if p.is_file()]
         assert left == []
     finally:
-        may_move.set()
+        may_answer.set()
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
         await store.close()
