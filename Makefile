@@ -8,7 +8,7 @@ PGDIR := /tmp/vidgate-test-pg-$(shell id -u)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: serve test lint bench install clean
+.PHONY: serve test lint bench soak install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vidgate needs Python 3.11 or newer (set PYTHON=...)")'
@@ -41,6 +41,14 @@ bench: $(STAMP)
 	@url=$$(scripts/postgres-for-tests.sh start $(PGDIR)-bench) || exit 1; \
 	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)-bench' EXIT; \
 	VIDGATE_BENCH_DATABASE_URL=$$url $(BIN)/python -m bench $(BENCH_ARGS)
+
+## Soak: runs submitted and followed for SOAK_MINUTES on PostgreSQL while processes are
+## restarted (SIGTERM and SIGKILL); writes docs/soak.md, fails if a run is lost or doubled.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	@url=$$(scripts/postgres-for-tests.sh start $(PGDIR)-soak) || exit 1; \
+	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)-soak' EXIT; \
+	VIDGATE_BENCH_DATABASE_URL=$$url $(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -242,8 +242,8 @@ def inflight_bench(
                 worker.kill()
             log.close()
             tail = log_path.read_text()[-2000:]
-            if worker.returncode not in (0, -15):
-                say(f"worker exited with {worker.returncode}:\n{tail}")
+            if worker.returncode not in (0, -15):  # shown even when not verbose
+                print(f"worker exited with {worker.returncode}:\n{tail}", flush=True)
         figures["seed_s"] = seed_s
         figures["all_in_flight_s"] += seed_s
     _report(figures, runs, interval, say)
@@ -272,7 +272,9 @@ def _measure(
         stats = httpx.get(f"{base}/_emulator/stats", timeout=30).json()
         if stats.get("polled_jobs", 0) >= runs_in_flight:
             break
-        if worker.poll() is not None or time.monotonic() > deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode}: {stats}")
+        if time.monotonic() > deadline:
             raise RuntimeError(f"not all runs were polled: {stats}")
         time.sleep(0.5)
     all_polled_s = time.monotonic() - began

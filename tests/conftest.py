@@ -82,23 +82,58 @@ async def postgres_url():  # type: ignore[no-untyped-def]
         yield url
 
 
+@pytest.fixture(scope="module")
+def module_postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database shared by a module's tests (for a module-scoped
+    server process)."""
+    import asyncio
+
+    url = asyncio.run(_create_postgres())
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop_postgres(url))
+
+
 async def _fresh_postgres():  # type: ignore[no-untyped-def]
+    url = await _create_postgres()
+    try:
+        yield url
+    finally:
+        await _drop_postgres(url)
+
+
+async def _admin(url: str, statement: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = await asyncpg.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, database=parsed.database
+    )
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+async def _create_postgres() -> str:
     base = _postgres_url()
     if base is None:
         pytest.skip("PostgreSQL not configured: run the suite with `make test`")
     import secrets
 
-    import asyncpg
     from sqlalchemy.engine import make_url
 
-    url = make_url(base)
     name = "t_" + secrets.token_hex(6)
-    admin = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, database=url.database
-    )
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    await _admin(base, f'CREATE DATABASE "{name}"')
+    return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_postgres(url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    base = _postgres_url()
+    assert base is not None
+    name = make_url(url).database
+    await _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -68,6 +68,7 @@ def serve(
 
     from vidgate import logs
     from vidgate.server.app import create_app
+    from vidgate.server.slow_clients import protocol_with_header_timeout
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
@@ -80,7 +81,7 @@ def serve(
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     _print_welcome(base, first_key, settings)
-    logs.configure(log_level.upper())
+    logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
     with_worker = not no_worker and settings.worker.enabled
     failures: list[str] = []
 
@@ -98,6 +99,7 @@ def serve(
             app,
             host=server.host,
             port=server.port,
+            http=protocol_with_header_timeout(server.header_timeout_s),
             log_level=log_level.lower(),
             timeout_graceful_shutdown=5,
         )
@@ -184,7 +186,7 @@ def worker(
 
     settings = _settings(data_dir, config)
     _check_storage(settings)
-    logs.configure(log_level.upper())
+    logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
 
     async def main() -> None:
         store = await _open_store(settings)

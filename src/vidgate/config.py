@@ -56,6 +56,12 @@ class ServerSettings(_Section):
     less work); off, the routes answer them."""
     status_cache_runs: int = Field(20_000, ge=0)
     """Finished runs whose encoded status answers are kept in memory (0: none)."""
+    header_timeout_s: float = Field(10, gt=0, le=3600)
+    """A request's headers must arrive within this long of the connection opening (or of
+    the first byte after the previous answer); a slower client is disconnected."""
+    body_timeout_s: float = Field(30, gt=0, le=3600)
+    """A request body may take this long to arrive (time spent waiting for the client);
+    past it the request is answered 408 and the connection closed."""
 
 
 class LimitSettings(_Section):
@@ -83,6 +89,10 @@ class WorkerSettings(_Section):
     """Provider operations (submit, poll, copy) in flight at once per worker process."""
     max_attempts: int = Field(3, ge=1)
     """Claims of one run before it is failed instead of retried (a run that kills workers)."""
+    allow_private_output_hosts: bool = False
+    """Let provider output URLs (and redirects) outside a provider's own ``base_url`` origin
+    reach loopback, private, link-local or metadata addresses. Off: such downloads are
+    refused, so a provider's answer cannot point the worker into your network."""
 
 
 class StorageSettings(_Section):
@@ -229,10 +239,19 @@ class Settings(_Section):
         return {slug: m for slug, m in self.models.items() if m.enabled}
 
     def provider_api_key(self, provider: str, env: Mapping[str, str] | None = None) -> str | None:
+        """The provider's key from its environment variable, without the whitespace a key
+        copied from a file brings along (a newline in a header would be refused, and the
+        error would quote the key)."""
         config = self.providers.get(provider)
         if config is None or not config.api_key_env:
             return None
-        return (os.environ if env is None else env).get(config.api_key_env)
+        key = (os.environ if env is None else env).get(config.api_key_env, "").strip()
+        return key or None
+
+    def provider_api_keys(self, env: Mapping[str, str] | None = None) -> list[str]:
+        """Every configured provider key: secrets no log line may show."""
+        keys = (self.provider_api_key(name, env) for name in self.providers)
+        return [key for key in keys if key]
 
 
 def _check_backend(slug: str, model: ModelConfig, providers: Mapping[str, object]) -> None:

@@ -250,6 +250,10 @@ def test_fast_path_submits_as_the_route_does(servers: tuple[LiveServer, LiveServ
             b'{"model": "testcard-video", "prompt": "x", "webhookUrl": "http://127.0.0.1/hook"}',
             key,
         ),
+        (
+            b'{"model": "testcard-image-video", "imageUrl": "http://169.254.169.254/a.png"}',
+            key,
+        ),
     ]
     statuses = set()
     for content, headers in cases:

@@ -315,8 +315,15 @@ def create_app(state: FalState) -> Starlette:
         return JSONResponse({"jobs": len(state.jobs)})
 
     async def stats(request: Request) -> Response:
-        """Not fal's: how many jobs there are and how many were polled at least once."""
-        return JSONResponse({"jobs": len(state.jobs), **state.counters})
+        """Not fal's: how many jobs there are, how many were polled at least once, and the
+        prompts sent in more than one job (a soak's check that no run was paid twice)."""
+        with state.lock:
+            prompts = collections.Counter(j.input.get("prompt") for j in state.jobs.values())
+        prompts.pop(None, None)  # seeded jobs have no prompt
+        repeated = sorted(prompt for prompt, n in prompts.items() if n > 1)
+        return JSONResponse(
+            {"jobs": len(state.jobs), **state.counters, "repeated_prompts": repeated}
+        )
 
     return Starlette(
         routes=[

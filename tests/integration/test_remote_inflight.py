@@ -122,7 +122,7 @@ async def test_one_poller_follows_hundreds_of_jobs_to_completion(
     )
     ids = await in_flight(store, [None] * RUNS)
     with LoopbackServer(fal.create_app(state)) as emulator:
-        async with provider_client(20) as http:
+        async with provider_client(20, [emulator.base_url]) as http:
             backend = fal_backend.build(
                 http,
                 ProviderSettings(

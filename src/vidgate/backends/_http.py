@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -54,13 +54,13 @@ from vidgate.backends.base import (
     ProviderUpdate,
     SubmitOutcomeUnknown,
 )
-from vidgate.logs import event
+from vidgate.logs import event, redact, secret_forms
+from vidgate.netguard import Unresolved, UnsafeTarget
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.status import Status
 
 log = logging.getLogger(__name__)
 
-REDACTED = "[redacted]"
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
 SNIPPET_CHARS = 300
@@ -128,18 +128,14 @@ def refuses_key(response: httpx.Response) -> bool:
 
 
 def scrub(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` (plain or URL-encoded) replaced by ``[redacted]``."""
-    if not secret:
-        return text
-    for form in dict.fromkeys((secret, quote(secret, safe=""))):
-        text = text.replace(form, REDACTED)
-    return text
+    """``text`` with ``secret`` (plain, URL-encoded or escaped) replaced by ``[redacted]``."""
+    return redact(text, secret_forms(secret)) if secret else text
 
 
 def same_origin(url: str, root: str) -> bool:
     """Whether ``url`` is on ``root``'s origin (scheme, host, port): where the key may go."""
-    origin = _origin(url)
-    return origin is not None and origin == _origin(root)
+    where = origin(url)
+    return where is not None and where == origin(root)
 
 
 def json_or_none(response: httpx.Response) -> Any:
@@ -407,6 +403,13 @@ class ProviderHTTP:
             return await self._http.send(request)
         except httpx.RequestError as exc:
             raise self.transport_error(exc, what, submitting=submitting) from exc
+        except Unresolved as exc:  # outside the provider's origin; perhaps a passing fault
+            raise ProviderUnavailable(self.scrub(f"{self._label} {what}: the URL {exc}")) from exc
+        except UnsafeTarget as exc:  # outside the provider's origin, into our network
+            raise GenerationFailed(
+                self.scrub(f"{self._label} {what}: refused: the URL {exc}"),
+                user_friendly=FAILED_FRIENDLY,
+            ) from exc
 
     def _not_json(self, response: httpx.Response, what: str) -> str:
         snippet = self.scrub(response.text.strip())[:SNIPPET_CHARS]
@@ -538,7 +541,8 @@ def _seconds(value: str | None) -> float | None:
     return max(0.0, number) if math.isfinite(number) else None
 
 
-def _origin(url: str) -> tuple[str, str, int | None] | None:
+def origin(url: str) -> tuple[str, str, int | None] | None:
+    """A URL's ``(scheme, host, port)``, the port filled in for http and https."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     try:

@@ -41,7 +41,7 @@ from vidgate.backends.base import (
     ProgressCallback,
 )
 from vidgate.backends.testcard_render import frame_size
-from vidgate.netguard import UnsafeTarget, check_public
+from vidgate.netguard import GuardedTransport, Resolve, UnsafeTarget, system_resolve
 from vidgate.runs.catalog import TESTCARD_DEFAULT_DURATION_S, TESTCARD_MAX_DURATION_S
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.sandbox import SandboxSwitches, parse_sandbox
@@ -51,7 +51,8 @@ IMAGE_MAX_PIXELS = 50_000_000
 OUTPUT_NAME = "testcard.mp4"
 _RENDERER = "vidgate.backends.testcard_render"
 _PROGRESS_EVERY_S = 0.25
-_PROGRESS_EVERY_PERCENT = 5.0
+"""Progress is relayed at most this often per run (each relay is a write and an event)."""
+_PROGRESS_MIN_STEP_PERCENT = 1.0
 _DATA_URL_RE = re.compile(r"^data:image/[\w.+-]+(?:;[\w.+=-]+)*;base64,(.*)$", re.I | re.S)
 
 
@@ -107,15 +108,16 @@ def _number(options: Mapping[str, Any], key: str, default: float, low: float, hi
 class TestcardBackend:
     """Renders testcard videos on this machine's CPU (see the module doc).
 
-    ``transport`` is used to fetch ``imageUrl`` (tests inject one; ``None`` is real network).
+    ``resolve`` is the DNS resolver for ``imageUrl`` fetches (tests inject one): unless the
+    model allows private hosts, the fetch connects only to a public address it resolved.
     """
 
     __test__ = False  # not a pytest test class, despite the name
 
     name = "testcard"
 
-    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._transport = transport
+    def __init__(self, *, resolve: Resolve = system_resolve) -> None:
+        self._resolve = resolve
 
     async def generate(
         self,
@@ -179,11 +181,8 @@ class TestcardBackend:
     async def _fetch_image(self, url: str, opts: TestcardOptions) -> bytes:
         if not re.match(r"^https?://", url, re.IGNORECASE):
             raise _invalid("could not fetch imageUrl: only http and https URLs are supported")
-        if not opts.allow_private_hosts:
-            try:
-                await check_public(url)
-            except UnsafeTarget as exc:  # said for the person who sent the URL
-                raise _invalid(f"could not fetch imageUrl: the URL {exc}") from None
+        # Checked as it connects, to the address it checked (no second lookup to rebind).
+        transport = None if opts.allow_private_hosts else GuardedTransport(resolve=self._resolve)
         limit = opts.image_max_bytes
         too_big = f"could not fetch imageUrl: the image is larger than {limit} bytes"
         timed_out = f"could not fetch imageUrl: no answer within {opts.image_fetch_timeout_s:g} s"
@@ -191,7 +190,7 @@ class TestcardBackend:
             async with (
                 asyncio.timeout(opts.image_fetch_timeout_s),
                 httpx.AsyncClient(
-                    transport=self._transport,
+                    transport=transport,
                     timeout=opts.image_fetch_timeout_s,
                     follow_redirects=False,  # a redirect could lead to a private address
                     trust_env=False,
@@ -214,6 +213,8 @@ class TestcardBackend:
                     if len(body) > limit:
                         raise _invalid(too_big)
                 return bytes(body)
+        except UnsafeTarget as exc:  # said for the person who sent the URL
+            raise _invalid(f"could not fetch imageUrl: the URL {exc}") from None
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _invalid(timed_out) from exc
         except httpx.HTTPError as exc:
@@ -311,7 +312,8 @@ async def _run_renderer(spec: dict[str, Any], out_path: Path, on_progress: Progr
 async def _follow(
     stdout: asyncio.StreamReader, on_progress: ProgressCallback
 ) -> tuple[str | None, str | None]:
-    """Relay ``progress`` lines (throttled); return the final word and any error text.
+    """Relay ``progress`` lines (at most every 0.25 s, in steps of 1% or more); return the
+    final word and any error text.
 
     The latest progress is always relayed before ``done`` or ``stopped``.
     """
@@ -325,10 +327,8 @@ async def _follow(
             done, total = int(numbers[0]), int(numbers[1])
             latest = min(100.0, 100.0 * done / max(1, total))
             now = time.monotonic()
-            due = latest - last_percent >= _PROGRESS_EVERY_PERCENT or (
-                now - last_at >= _PROGRESS_EVERY_S
-            )
-            if latest > last_percent and due:
+            due = now - last_at >= _PROGRESS_EVERY_S
+            if latest - last_percent >= _PROGRESS_MIN_STEP_PERCENT and due:
                 last_percent, last_at = latest, now
                 await on_progress(latest)
         elif word in ("done", "stopped"):

@@ -19,6 +19,7 @@ from vidgate.server import errors
 from vidgate.server.fast_path import FastPath
 from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.server.routes import router
+from vidgate.server.slow_clients import timed_receive
 from vidgate.server.state import AppState
 from vidgate.server.status_routes import router as status_router
 from vidgate.server.webhook_routes import router as webhook_router
@@ -35,14 +36,19 @@ log = logging.getLogger("vidgate.worker")
 
 class VidgateApp(FastAPI):
     """FastAPI, with plain status polls and submits answered before its routing, by the
-    same code as the routes (see :mod:`vidgate.server.fast_path`)."""
+    same code as the routes (see :mod:`vidgate.server.fast_path`), and request bodies that
+    must arrive within ``body_timeout_s`` (see :mod:`vidgate.server.slow_clients`)."""
 
     fast_path: FastPath | None = None
+    body_timeout_s: float | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fast = self.fast_path
-        if fast is not None and scope["type"] == "http" and await fast(scope, receive, send):
-            return
+        if scope["type"] == "http":
+            if self.body_timeout_s is not None and scope["method"] not in ("GET", "HEAD"):
+                receive = timed_receive(receive, self.body_timeout_s)
+            fast = self.fast_path
+            if fast is not None and await fast(scope, receive, send):
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -118,6 +124,7 @@ def create_app(
         description="Self-hosted gateway for AI video generation with the NanoGPT video API.",
         lifespan=lifespan,
     )
+    app.body_timeout_s = settings.server.body_timeout_s
     errors.install(app)
     app.include_router(router)
     app.include_router(status_router)

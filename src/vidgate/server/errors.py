@@ -22,6 +22,7 @@ DEFAULT_TYPES = {
     402: "INSUFFICIENT_BALANCE",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "timeout_error",
     409: "conflict_error",
     429: "RATE_LIMITED",
     500: "server_error",

@@ -20,7 +20,7 @@ from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
 from vidgate.storage.local import BadSignature, content_type_for
 from vidgate.store.errors import IdempotencyConflict
-from vidgate.store.records import KeyRecord
+from vidgate.store.records import KeyRecord, NewRun
 from vidgate.views import encode, iso, submit_response
 
 router = APIRouter()
@@ -85,6 +85,33 @@ async def _accept(state: AppState, request: Request, key: KeyRecord) -> Response
         raise ApiError(400, str(exc), type="CONTENT_POLICY_VIOLATION") from None
     except InvalidRequest as exc:
         raise ApiError(400, str(exc)) from None
+    await check_targets(state, new)
+    try:
+        run, created = await state.store.submit(
+            new, idempotency_ttl_s=state.settings.limits.idempotency_ttl_s
+        )
+    except IdempotencyConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return Response(encode(submit_response(run)), 202, headers, "application/json")
+
+
+async def check_targets(state: AppState, new: NewRun) -> None:
+    """A 400 if the run's ``imageUrl`` or webhook URL points inside the network (unless
+    allowed): refused at submit, so that no accepted run fails for it later. They are
+    checked again when fetched or sent, against the address connected to."""
+    image_url = new.request.get("image_url")
+    spec = state.catalog.models.get(new.model)
+    if image_url and spec is not None and spec.options.get("allow_private_hosts") is not True:
+        try:
+            await check_public(image_url)
+        except UnsafeTarget as exc:
+            raise ApiError(
+                400,
+                f"the imageUrl {exc}; use a public http(s) URL or send the image as "
+                f"'imageDataUrl', or set allow_private_hosts = true in the options of model "
+                f"{new.model!r} for images on your own network",
+            ) from None
     if new.webhook_url is not None and not state.settings.webhooks.allow_private_hosts:
         try:
             await check_public(new.webhook_url)
@@ -94,14 +121,6 @@ async def _accept(state: AppState, request: Request, key: KeyRecord) -> Response
                 f"the webhook URL {exc}; use a public https URL, or set "
                 "[webhooks] allow_private_hosts = true for receivers on your own network",
             ) from None
-    try:
-        run, created = await state.store.submit(
-            new, idempotency_ttl_s=state.settings.limits.idempotency_ttl_s
-        )
-    except IdempotencyConflict as exc:
-        raise ApiError(409, str(exc)) from None
-    headers = {} if created else {"Idempotent-Replayed": "true"}
-    return Response(encode(submit_response(run)), 202, headers, "application/json")
 
 
 @router.get(

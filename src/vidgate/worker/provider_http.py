@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import httpx
+
+from vidgate.backends._http import origin
+from vidgate.netguard import GuardedTransport, Resolve, system_resolve
 
 SHARD_CONNECTIONS = 4
 
@@ -77,13 +80,55 @@ class _Counted(httpx.AsyncByteStream):
                 self._done = None
 
 
+class OutsideGuard(httpx.AsyncBaseTransport):
+    """Requests to a provider's own origin (its configured ``base_url``) go to ``inner``;
+    a request anywhere else (an output URL on a CDN, a redirect) goes through a
+    :class:`~vidgate.netguard.GuardedTransport`, which connects only to public addresses:
+    a provider's answer cannot send the worker to ``127.0.0.1`` or a metadata address."""
+
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        provider_roots: Iterable[str],
+        *,
+        resolve: Resolve = system_resolve,
+        connections: int = SHARD_CONNECTIONS,
+    ) -> None:
+        self._inner = inner
+        self._origins = {o for o in map(origin, provider_roots) if o is not None}
+        limits = httpx.Limits(max_connections=connections)
+        self._outside = GuardedTransport(resolve=resolve, limits=limits)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        inside = origin(str(request.url)) in self._origins
+        transport = self._inner if inside else self._outside
+        return await transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+        await self._outside.aclose()
+
+
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
-def provider_client(connections: int) -> httpx.AsyncClient:
-    """The client every remote backend of a worker shares. Behind a proxy (the usual
-    environment variables), httpx's own client, which honours them, with one pool."""
+def provider_client(
+    connections: int,
+    provider_roots: Iterable[str] | None,
+    *,
+    resolve: Resolve = system_resolve,
+) -> httpx.AsyncClient:
+    """The client every remote backend of a worker shares. Requests outside the origins of
+    ``provider_roots`` (the providers' base URLs) may go to public addresses only; with
+    ``None``, anywhere (``[worker] allow_private_output_hosts``). Behind a proxy (the usual
+    environment variables), httpx's own client, which honours them, with one pool: the
+    proxy, which resolves the names, is then where outbound requests are restricted."""
     if any(os.environ.get(name) for name in PROXY_ENV):
         limits = httpx.Limits(max_connections=connections)
         return httpx.AsyncClient(limits=limits, timeout=30.0)
-    return httpx.AsyncClient(transport=ShardedTransport(connections), timeout=30.0)
+    transport: httpx.AsyncBaseTransport = ShardedTransport(connections)
+    if provider_roots is not None:
+        transport = OutsideGuard(
+            transport, provider_roots, resolve=resolve, connections=connections
+        )
+    return httpx.AsyncClient(transport=transport, timeout=30.0)

@@ -30,7 +30,10 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
         settings.data_dir / "work",
         owner=owner,
     )
-    async with provider_client(settings.worker.remote_concurrency) as http:
+    roots = None
+    if not settings.worker.allow_private_output_hosts:
+        roots = [provider.base_url for provider in settings.providers.values()]
+    async with provider_client(settings.worker.remote_concurrency, roots) as http:
         poller = RemotePoller(
             store,
             services.storage,

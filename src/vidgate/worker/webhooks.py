@@ -6,7 +6,8 @@ or dead receiver delays nobody else), and records every attempt. Any 2xx is deli
 ``410 Gone`` stops; anything else is retried with exponential backoff and jitter, with the
 same ``webhook-id``, until ``retry_for_s`` after the event. The body is rendered once, at
 the first attempt, and every retry sends the same bytes. Targets are checked again at
-every attempt: a host that now resolves inside the network is refused.
+every attempt, as the connection is made and against the address it is made to: a host
+that now resolves inside the network is refused (see :mod:`vidgate.netguard`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import httpx
 from vidgate.config import ServerSettings, WebhookSettings
 from vidgate.events.hub import RunChange
 from vidgate.logs import event
-from vidgate.netguard import UnsafeTarget, check_public
+from vidgate.netguard import GuardedTransport, Resolve, Unresolved, UnsafeTarget, system_resolve
 from vidgate.storage.local import LocalStorage
 from vidgate.store.records import DeliveryRecord, KeyRecord, RunRecord
 from vidgate.store.sql import SQLStore
@@ -66,7 +67,7 @@ class WebhookSender:
         url_ttl_s: int,
         owner: str,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        resolve: Resolve = system_resolve,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -74,7 +75,7 @@ class WebhookSender:
         self.base = public_base_url(server)
         self.url_ttl_s = url_ttl_s
         self.owner = owner
-        self.transport = transport
+        self.resolve = resolve
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._keys: dict[str, tuple[KeyRecord, float]] = {}
@@ -109,8 +110,12 @@ class WebhookSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = httpx.Timeout(self.settings.timeout_s)
+        transport = None
+        if not self.settings.allow_private_hosts:
+            limits = httpx.Limits(max_connections=self.settings.concurrency)
+            transport = GuardedTransport(resolve=self.resolve, limits=limits)
         async with httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, trust_env=False, transport=self.transport
+            timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
         ) as http:
             self._running, self._http = True, http
             self._offer_leases()
@@ -238,18 +243,6 @@ class WebhookSender:
     ) -> dict[str, Any]:
         started = time.time()
         outcome: dict[str, Any] = {"at": started, "statusCode": None, "error": None}
-        if not self.settings.allow_private_hosts:
-            try:
-                async with asyncio.timeout(self.settings.timeout_s):
-                    await check_public(delivery.url)
-            except UnsafeTarget as exc:
-                outcome.update(error=f"refused: the webhook URL {exc}", refused=True)
-                return outcome
-            except TimeoutError:
-                outcome["error"] = (
-                    f"its host name did not resolve within {self.settings.timeout_s:g} s"
-                )
-                return outcome
         key = await self._key(delivery.api_key_id)
         timestamp = int(started)
         body = payload.encode("utf-8")
@@ -270,6 +263,10 @@ class WebhookSender:
             outcome["statusCode"] = response.status_code
             if not 200 <= response.status_code < 300:
                 outcome["error"] = f"the receiver answered HTTP {response.status_code}"
+        except Unresolved as exc:  # perhaps a passing DNS fault: tried again later
+            outcome["error"] = f"the webhook URL {exc}"
+        except UnsafeTarget as exc:  # checked as it connected: nothing was sent
+            outcome.update(error=f"refused: the webhook URL {exc}", refused=True)
         except TimeoutError:
             outcome["error"] = f"no answer within {self.settings.timeout_s:g} s"
         except httpx.HTTPError as exc:
