@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shlex
 import signal
@@ -64,11 +63,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the HTTP API (and, unless --no-worker, an in-process worker)."""
-    import uvicorn
-
     from vidgate import logs
-    from vidgate.server.app import create_app
-    from vidgate.server.slow_clients import protocol_with_header_timeout
+    from vidgate.server.serve import ServerNotStarted, serve_until_stopped
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
@@ -83,39 +79,20 @@ def serve(
     _print_welcome(base, first_key, settings)
     logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
     with_worker = not no_worker and settings.worker.enabled
-    failures: list[str] = []
-
-    def worker_stopped(reason: str) -> None:
-        failures.append(reason)
-        uvicorn_server.should_exit = True  # a graceful stop, then exit 1 (below)
-
-    app = create_app(
-        settings,
-        background=run_worker if with_worker else None,
-        on_background_exit=worker_stopped,
-    )
-    uvicorn_server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=server.host,
-            port=server.port,
-            http=protocol_with_header_timeout(server.header_timeout_s),
-            log_level=log_level.lower(),
-            timeout_graceful_shutdown=5,
+    try:
+        failure = serve_until_stopped(
+            settings, background=run_worker if with_worker else None, log_level=log_level.lower()
         )
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn_server.run()
-    if failures:
+    except ServerNotStarted:
+        raise typer.Exit(3) from None  # uvicorn's own code for a failed start, logged above
+    if failure is not None:
         typer.echo(
-            f"error: the worker in this process stopped ({failures[0]}), so vidgate exited "
+            f"error: the worker in this process stopped ({failure}), so vidgate exited "
             "instead of accepting runs that no one would work on; the log above has the "
             "details. A supervisor (systemd, Docker, Kubernetes) restarts it.",
             err=True,
         )
         raise typer.Exit(1)
-    if not uvicorn_server.started:
-        raise typer.Exit(3)  # uvicorn's own code for a failed start, logged above
 
 
 def _check_storage(settings: Settings) -> None:
