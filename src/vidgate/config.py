@@ -136,6 +136,10 @@ class ProviderConfig(_Section):
     api_key_env: str | None = None
     poll_interval_s: float = Field(5.0, gt=0)
     timeout_s: float = Field(30.0, gt=0)
+    retry_ambiguous_submits: bool = False
+    """Send a submit again when its outcome is unknown (a lost answer, a 502/504, a stop
+    while submitting) although the provider honours no idempotency key: each such retry may
+    pay for a second job. Off, such a run is failed with an explanation instead."""
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -173,7 +173,8 @@ def test_poll_faults_are_retried_and_never_resubmit(
 
 @FAST_ONLY
 def test_submit_refused_with_503_is_retried_once_accepted(stack, case: ProviderCase) -> None:  # type: ignore[no-untyped-def]
-    case.state.faults.push("submit", Fault(status=503), times=1)
+    refused = Fault(status=503, headers={"Retry-After": "1"})  # a 503 without it may follow a job
+    case.state.faults.push("submit", refused, times=1)
     final = wait(stack[0], case, submit(stack[0], case, "retry my submit"))
     assert final["status"] == "COMPLETED", final
     assert new_submits(case) == 1

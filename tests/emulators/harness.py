@@ -4,7 +4,8 @@ An emulator is an ASGI app. :class:`LoopbackServer` serves it with uvicorn in a 
 thread on ``127.0.0.1`` and a free port. :class:`Faults` lets a test script what the next
 requests of one *operation* (``"submit"``, ``"status"``, ``"result"``, ``"cancel"``,
 ``"download"``...) answer instead of the normal reply: an HTTP error with headers, a body that
-is not JSON, a delay longer than the client's timeout, or a dropped connection.
+is not JSON, a delay longer than the client's timeout (a hang), a dropped connection, a
+connection reset (TCP RST), or a body cut off half-way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,7 +26,8 @@ from starlette.responses import JSONResponse, Response
 
 @dataclass(frozen=True)
 class Fault:
-    """One scripted answer. ``kind`` is ``"status"``, ``"malformed"``, ``"delay"`` or ``"drop"``."""
+    """One scripted answer. ``kind`` is ``"status"``, ``"malformed"``, ``"delay"``, ``"drop"``,
+    ``"reset"`` or ``"truncated"``."""
 
     kind: str = "status"
     status: int = 503
@@ -52,6 +55,42 @@ class DroppedResponse(Response):
             }
         )
         raise ConnectionAbortedError("emulated dropped connection")
+
+
+TRANSPORT = "vidgate.test.transport"
+"""Where :class:`LoopbackServer` puts the connection's asyncio transport in each scope."""
+
+
+class ResetResponse(Response):
+    """Resets the connection (TCP RST) without answering, as a crashing proxy does."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        transport = scope[TRANSPORT]
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+        raise ConnectionResetError("emulated connection reset")
+
+
+class TruncatedResponse(Response):
+    """Promises a JSON body, sends its first half, then closes the connection."""
+
+    def __init__(self, body: str) -> None:
+        super().__init__(status_code=200)
+        self._whole = body.encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._whole)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        half = self._whole[: len(self._whole) // 2]
+        await send({"type": "http.response.body", "body": half, "more_body": True})
+        raise ConnectionAbortedError("emulated truncated body")
 
 
 class Faults:
@@ -86,6 +125,11 @@ class Faults:
             return None
         if fault.kind == "drop":
             return DroppedResponse()
+        if fault.kind == "reset":
+            return ResetResponse()
+        if fault.kind == "truncated":
+            body = '{"status": "IN_QUEUE", "request_id": "0123456789abcdef"}'
+            return TruncatedResponse(body if fault.body is None else str(fault.body))
         if fault.kind == "malformed":
             return Response(
                 "<html>502 Bad Gateway</html>" if fault.body is None else str(fault.body),
@@ -109,7 +153,7 @@ class LoopbackServer:
     def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
         config = uvicorn.Config(
-            app,
+            _exposing_transport(app),
             host="127.0.0.1",
             port=self.port,
             log_level="critical",
@@ -141,6 +185,18 @@ class LoopbackServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _exposing_transport(app: Any) -> Any:
+    """``app``, with each scope holding its connection's transport (for
+    :class:`ResetResponse`): uvicorn's ``send`` is a method of an object that has it."""
+
+    async def exposing(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope[TRANSPORT] = getattr(getattr(send, "__self__", None), "transport", None)
+        await app(scope, receive, send)
+
+    return exposing
 
 
 def client_ip(request: Request) -> str:

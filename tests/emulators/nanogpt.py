@@ -22,7 +22,11 @@ the research notes on the NanoGPT API):
 * ``GET /files/{runId}.mp4`` serves the video without auth and is ``404`` once
   ``output_ttl_s`` has passed;
 * ``POST /api/generate-video/cancel`` with ``{"runId"}`` is vidgate's extension (NanoGPT
-  documents no cancel); with ``cancel_supported`` off it is ``404`` as on nano-gpt.com.
+  documents no cancel); with ``cancel_supported`` off it is ``404`` as on nano-gpt.com;
+* ``Idempotency-Key`` on a submit is vidgate's extension too (NanoGPT documents none, so by
+  default it is ignored): with ``idempotency_keys`` on, a repeat of a key by the same API key
+  answers the first answer again and creates nothing, even when that first answer was lost
+  on its way; the same key with another body is ``409``.
 
 Auth: ``x-api-key: KEY`` or ``Authorization: Bearer KEY``; ``other_keys`` are valid keys of
 other accounts. Scripted outcomes, by prompt: ``blocked`` is refused at submit; ``forbidden``
@@ -67,6 +71,7 @@ _KNOBS = (
     "cancel_supported",
     "cancel_spelling",
     "files_base_url",
+    "idempotency_keys",
 )
 _FLAT = {
     "IN_QUEUE": "queued",
@@ -118,6 +123,7 @@ class NanoGPTEmulator:
         cancel_supported: bool = True,
         cancel_spelling: str = "CANCELED",
         files_base_url: str | None = None,
+        idempotency_keys: bool = False,
     ) -> None:
         self.api_key = api_key
         self.other_keys = other_keys
@@ -130,6 +136,9 @@ class NanoGPTEmulator:
         self.cancel_supported = cancel_supported
         self.cancel_spelling = cancel_spelling
         self.files_base_url = files_base_url
+        self.idempotency_keys = idempotency_keys
+        self.keyed: dict[tuple[str, str], tuple[dict[str, Any], NanoJob]] = {}
+        """(API key, Idempotency-Key) -> the first submit's body and job."""
         self.faults = Faults()
         self.jobs: dict[str, NanoJob] = {}
         self.requests: collections.Counter[str] = collections.Counter()
@@ -156,6 +165,7 @@ class NanoGPTEmulator:
         """Forget every job, counter, fault and knob change."""
         with self._lock:
             self.jobs.clear()
+            self.keyed.clear()
             self.submit_bodies.clear()
             self.requests.clear()
         self.faults.clear()
@@ -189,6 +199,14 @@ class NanoGPTEmulator:
         prompt = body.get("prompt")
         if prompt is not None and not isinstance(prompt, str):
             return submit_error(400, "'prompt' must be a string", "invalid_request_error")
+        key = request.headers.get("idempotency-key") if self.idempotency_keys else None
+        if key is not None and (caller, key) in self.keyed:
+            first, job = self.keyed[caller, key]
+            if first != body:
+                return submit_error(
+                    409, "This Idempotency-Key was used with another body", "idempotency_conflict"
+                )
+            return self._accepted(job)
         if prompt and "blocked" in prompt.lower():
             return submit_error(
                 400,
@@ -210,8 +228,13 @@ class NanoGPTEmulator:
         with self._lock:
             self.jobs[job.run_id] = job
             self.submit_bodies.append(body)
+            if key is not None:
+                self.keyed[caller, key] = (body, job)
         if (fault := await self.faults.apply("submit_response")) is not None:
             return fault
+        return self._accepted(job)
+
+    def _accepted(self, job: NanoJob) -> JSONResponse:
         return JSONResponse(
             {
                 "runId": job.run_id,

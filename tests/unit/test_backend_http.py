@@ -187,13 +187,34 @@ async def test_no_connection_at_submit_is_plain_provider_unavailable(
     assert KEY not in str(caught.value)
 
 
-@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 503])
-async def test_an_error_answer_at_submit_is_plain_provider_unavailable(status: int) -> None:
+@pytest.mark.parametrize("status", [409, 425, 429, 503])
+async def test_a_clear_refusal_at_submit_is_plain_provider_unavailable(status: int) -> None:
     answer = httpx.Response(status, headers={"Retry-After": "3"}, json={"error": "busy"})
     with pytest.raises(ProviderUnavailable) as caught:
         await submit_through(lambda request: answer)
     assert type(caught.value) is ProviderUnavailable
     assert caught.value.retry_after_s == 3.0
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (408, {}),
+        (500, {"Retry-After": "3"}),
+        (502, {}),
+        (503, {}),  # without Retry-After: a proxy's reset, maybe after the job was created
+        (504, {"Retry-After": "3"}),
+        (599, {}),
+    ],
+)
+async def test_a_passing_fault_that_may_follow_the_job_is_submit_outcome_unknown(
+    status: int, headers: dict[str, str]
+) -> None:
+    answer = httpx.Response(status, headers=headers, json={"error": "gateway"})
+    with pytest.raises(
+        SubmitOutcomeUnknown, match=f"HTTP {status}: .* .the provider may have created the job"
+    ):
+        await submit_through(lambda request: answer)
 
 
 @pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422])

@@ -23,11 +23,19 @@ a timeout or a drop after the request was sent         ``ProviderUnavailable``; 
 a 2xx answer that is not the expected JSON             ``ProviderUnavailable``; at submit
                                                        ``SubmitOutcomeUnknown``
 HTTP 408, 409, 425, 429 or 5xx                         ``ProviderUnavailable`` with
-                                                       ``retry_after_s``
+                                                       ``retry_after_s``; at submit, see
+                                                       below
 HTTP 401/403 while following a job                     ``ProviderUnavailable`` naming the
                                                        key problem (the job is likely fine)
 any other refusal of a submit                          ``GenerationFailed``
 =====================================================  ==================================
+
+At submit, a passing fault is only a refusal (``ProviderUnavailable``: nothing was created,
+send it again later) when the answer says so for certain: ``409`` (conflict), ``425`` (too
+early), ``429`` (rate limited) and ``503`` *with* ``Retry-After`` (the service itself asks to
+come back later). Every other one (``408``, ``500``, ``502``, ``504``, a ``503`` without
+``Retry-After``, any other ``5xx``) may come after the provider accepted the job, as a
+gateway's ``502``/``504`` often does: it is ``SubmitOutcomeUnknown``, like a lost answer.
 """
 
 from __future__ import annotations
@@ -65,6 +73,9 @@ CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
 SNIPPET_CHARS = 300
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+SUBMIT_REFUSALS = frozenset({409, 425, 429})
+"""Answers to a submit that say for certain that nothing was created (and ``503`` with
+``Retry-After``): see :func:`refused_submit`."""
 AUTH_STATUSES = frozenset({401, 403})
 NEVER_SENT: tuple[type[httpx.RequestError], ...] = (
     httpx.ConnectError,
@@ -92,6 +103,14 @@ BackendFailure = ProviderUnavailable | GenerationFailed
 def is_transient(status: int) -> bool:
     """Whether an HTTP status is a passing fault (408, 409, 425, 429 or 5xx)."""
     return status in TRANSIENT_STATUSES or status >= 500
+
+
+def refused_submit(response: httpx.Response) -> bool:
+    """Whether an error answer to a submit says for certain that no job was created: 409,
+    425, 429, or 503 with ``Retry-After``. Any other passing fault may follow the job's
+    creation (a gateway's 502 or 504 behind which the provider accepted it)."""
+    code = response.status_code
+    return code in SUBMIT_REFUSALS or (code == 503 and "retry-after" in response.headers)
 
 
 def retry_after_s(headers: httpx.Headers) -> float | None:
@@ -218,11 +237,11 @@ class ProviderHTTP:
     ) -> tuple[str, dict[str, Any]]:
         """POST a new job; its id (the first of ``id_keys`` in the answer) and the answer.
 
-        Raises :class:`SubmitOutcomeUnknown` when the request may have reached the provider
-        but no usable answer came back (a timeout or drop after sending, a 2xx answer
-        without the expected JSON); :class:`ProviderUnavailable` when nothing was created
-        (no connection, or a 408/409/425/429/5xx answer); and ``rejected(response)`` for any
-        other refusal.
+        Raises :class:`SubmitOutcomeUnknown` when the provider may have created a job but no
+        usable answer came back (a timeout or drop after sending, a 2xx answer without the
+        expected JSON, a 408 or 5xx that is not a clear refusal); :class:`ProviderUnavailable`
+        when nothing was created for certain (no connection, or a refusal: see
+        :func:`refused_submit`); and ``rejected(response)`` for any other refusal.
         """
         request = self._http.build_request(
             "POST",
@@ -233,8 +252,14 @@ class ProviderHTTP:
         )
         response = await self._send(request, "submit", submitting=True)
         if not response.is_success:
-            if is_transient(response.status_code):
+            if refused_submit(response):
                 raise self.unavailable(response, "submit")
+            if is_transient(response.status_code):
+                unclear = self.unavailable(response, "submit")
+                raise SubmitOutcomeUnknown(
+                    f"{unclear} (the provider may have created the job before this answer)",
+                    retry_after_s=unclear.retry_after_s,
+                )
             raise rejected(response)
         data = json_or_none(response)
         if not isinstance(data, dict):

@@ -68,8 +68,10 @@ class ProviderUnavailable(BackendError):
 
 
 class SubmitOutcomeUnknown(ProviderUnavailable):
-    """The submit request may have reached the provider, but its answer was lost (a timeout
-    after sending, a dropped connection, an unreadable success body): a job may exist."""
+    """The submit request may have reached the provider, but no clear answer came back (a
+    timeout after sending, a dropped connection, an unreadable success body, a gateway's
+    502/504): a job may exist. Sending it again is safe only with an idempotency key the
+    provider honours."""
 
 
 ProgressCallback = Callable[[float], Awaitable[None]]
@@ -126,10 +128,22 @@ class RemoteBackend(Protocol):
 
     name: str
     min_poll_interval_s: float
+    idempotent_submits: bool
+    """Whether the provider honours ``submit``'s ``idempotency_key``: a submit sent again
+    with the same key creates no second job, so a submit whose outcome is unknown may be
+    sent again."""
 
     async def submit(
-        self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
-    ) -> ProviderJob: ...
+        self,
+        request: GenerationRequest,
+        provider_model: str,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+    ) -> ProviderJob:
+        """Create the provider's job. ``idempotency_key`` is the same for every submit of
+        one run; an adapter sends it where its provider documents such a key."""
+        ...
 
     async def poll(self, job: ProviderJob) -> ProviderUpdate: ...
 

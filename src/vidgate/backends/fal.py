@@ -19,13 +19,13 @@ reference, and the ``fal_client`` package):
 * outputs live on fal's CDN, which needs no key (we add the key only to URLs on the
   ``base_url`` origin).
 
-Errors follow :mod:`vidgate.backends._http` (a lost submit answer is
-:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`
-with ``retry_after_s`` from ``Retry-After``). Any other 4xx at submit raises
-:class:`GenerationFailed` (a ``content_policy_violation`` detail sets ``is_nsfw``). While
-polling, a non-2xx answer other than 404 is also ``ProviderUnavailable``: the job itself may
-be fine (a rotated key, say) and polling resumes once the fault is gone. The API key is
-scrubbed from every message.
+Errors follow :mod:`vidgate.backends._http` (a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable` with ``retry_after_s`` from
+``Retry-After``). Any other 4xx at submit raises :class:`GenerationFailed` (a
+``content_policy_violation`` detail sets ``is_nsfw``). While polling, a non-2xx answer other
+than 404 is also ``ProviderUnavailable``: the job itself may be fine (a rotated key, say)
+and polling resumes once the fault is gone. The API key is scrubbed from every message.
 
 Status mapping (provider ``status`` -> ours):
 
@@ -93,6 +93,8 @@ _CANCELLED_TYPES = frozenset({"client_cancelled"})
 class FalBackend:
     """Drives fal's queue API through the given ``httpx.AsyncClient``."""
 
+    idempotent_submits = False  # fal documents no idempotency key for queue submits
+
     def __init__(self, http: httpx.AsyncClient, settings: ProviderSettings) -> None:
         self.name = settings.name
         self.min_poll_interval_s = float(settings.options.get("min_poll_interval_s", 0.5))
@@ -110,7 +112,12 @@ class FalBackend:
     # -- the RemoteBackend port -------------------------------------------------------------
 
     async def submit(
-        self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
+        self,
+        request: GenerationRequest,
+        provider_model: str,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> ProviderJob:
         model = provider_model.strip("/")
         headers: dict[str, str] = {}

@@ -20,10 +20,11 @@ The protocol (docs.nano-gpt.com; the research notes on the NanoGPT API):
 
 Auth is ``x-api-key: KEY`` on every call.
 
-Errors follow :mod:`vidgate.backends._http`: a lost submit answer is
-:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`;
-a poll refused with 401/403 is ``ProviderUnavailable`` too (an operator can fix the key);
-other refusals are :class:`GenerationFailed` (``CONTENT_POLICY_VIOLATION`` sets ``is_nsfw``).
+Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable`; a poll refused with 401/403 is
+``ProviderUnavailable`` too (an operator can fix the key); other refusals are
+:class:`GenerationFailed` (``CONTENT_POLICY_VIOLATION`` sets ``is_nsfw``).
 
 Status mapping (``provider_status`` is the raw ``data.status``, else the flat ``status``):
 
@@ -50,6 +51,10 @@ Model options (``[models.X].options``):
 Provider options (``[providers.nanogpt].options``):
 
 * ``min_poll_interval_s`` (number, default 1): the floor under the worker's poll cadence.
+* ``idempotency_keys`` (bool, default false): send each run's ``Idempotency-Key`` with its
+  submit. Hosted NanoGPT documents no such key, so it stays off there; another vidgate
+  honours it (a repeat with the same key creates nothing new), so turn it on for a vidgate
+  upstream and a submit whose answer was lost is sent again safely.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ class NanoGPTBackend:
         self.name = settings.name or "nanogpt"
         # NanoGPT sets no limit on status polls (they are cached); its examples poll every 5 s.
         self.min_poll_interval_s = float(settings.options.get("min_poll_interval_s", 1.0))
+        self.idempotent_submits = settings.options.get("idempotency_keys", False) is True
         self._root = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         key = settings.api_key
         self._api = ProviderHTTP(
@@ -113,13 +119,20 @@ class NanoGPTBackend:
     # -- the port ----------------------------------------------------------------------------
 
     async def submit(
-        self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
+        self,
+        request: GenerationRequest,
+        provider_model: str,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> ProviderJob:
+        keyed = self.idempotent_submits and idempotency_key
         run_id, data = await self._api.submit(
             f"{self._root}/api/generate-video",
             json=build_body(request, provider_model, options),
             id_keys=("runId", "id"),
             rejected=self._rejected,
+            headers={"Idempotency-Key": keyed} if keyed else None,
         )
         state: dict[str, Any] = {"run_id": run_id, "model": provider_model}
         if isinstance(data.get("cost"), int | float):

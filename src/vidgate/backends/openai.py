@@ -19,13 +19,14 @@ and the ``openai`` Python client's ``resources/videos.py``):
 * moderation refusals come back as ``error.code`` ``moderation_blocked`` (or
   ``sentinel_block``), either at submit (HTTP 400) or as a ``failed`` video.
 
-Errors follow :mod:`vidgate.backends._http` (a lost submit answer is
-:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`
-with ``retry_after_s`` from ``retry-after-ms``, ``Retry-After`` or ``openai-poll-after-ms``).
-Any other 4xx at submit raises :class:`GenerationFailed` (a ``moderation_blocked`` code sets
-``is_nsfw``). While polling, a non-2xx answer other than 404 is also ``ProviderUnavailable``:
-the job itself may be fine (a rotated key, say) and polling resumes once the fault is gone.
-The API key is scrubbed from every message.
+Errors follow :mod:`vidgate.backends._http` (a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable` with ``retry_after_s`` from
+``retry-after-ms``, ``Retry-After`` or ``openai-poll-after-ms``). Any other 4xx at submit
+raises :class:`GenerationFailed` (a ``moderation_blocked`` code sets ``is_nsfw``). While
+polling, a non-2xx answer other than 404 is also ``ProviderUnavailable``: the job itself may
+be fine (a rotated key, say) and polling resumes once the fault is gone. The API key is
+scrubbed from every message.
 
 Status mapping (provider ``status`` -> ours):
 
@@ -104,6 +105,8 @@ _ERROR_CHARS = 300
 class OpenAIVideosBackend:
     """Drives an OpenAI-shaped ``/videos`` API through the given ``httpx.AsyncClient``."""
 
+    idempotent_submits = False  # the Videos API documents no idempotency key
+
     def __init__(self, http: httpx.AsyncClient, settings: ProviderSettings) -> None:
         self.name = settings.name
         self.min_poll_interval_s = float(settings.options.get("min_poll_interval_s", 1.0))
@@ -124,7 +127,12 @@ class OpenAIVideosBackend:
     # -- the RemoteBackend port -------------------------------------------------------------
 
     async def submit(
-        self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
+        self,
+        request: GenerationRequest,
+        provider_model: str,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> ProviderJob:
         video_id, _ = await self._api.submit(
             f"{self._api_url}/videos",

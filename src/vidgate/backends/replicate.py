@@ -21,13 +21,13 @@ The protocol, as Replicate documents it (replicate.com/docs: "Create a predictio
 * outputs are URLs (a string or a list) on Replicate's file CDN, deleted after an hour;
   we add the token only to URLs on the ``base_url`` origin (the Files API).
 
-Errors follow :mod:`vidgate.backends._http` (a lost submit answer is
-:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`
-with ``retry_after_s`` from ``Retry-After``). Any other 4xx at submit raises
-:class:`GenerationFailed` (a "flagged as sensitive" error sets ``is_nsfw``). While polling, a
-non-2xx answer other than 404 is also ``ProviderUnavailable``: the job itself may be fine (a
-rotated key, say) and polling resumes once the fault is gone. The API key is scrubbed from
-every message.
+Errors follow :mod:`vidgate.backends._http` (a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable` with ``retry_after_s`` from
+``Retry-After``). Any other 4xx at submit raises :class:`GenerationFailed` (a "flagged as
+sensitive" error sets ``is_nsfw``). While polling, a non-2xx answer other than 404 is also
+``ProviderUnavailable``: the job itself may be fine (a rotated key, say) and polling resumes
+once the fault is gone. The API key is scrubbed from every message.
 
 Status mapping (provider ``status`` -> ours):
 
@@ -100,6 +100,8 @@ _ERROR_CHARS = 300
 class ReplicateBackend:
     """Drives Replicate's predictions API through the given ``httpx.AsyncClient``."""
 
+    idempotent_submits = False  # Replicate documents no idempotency key for creating predictions
+
     def __init__(self, http: httpx.AsyncClient, settings: ProviderSettings) -> None:
         self.name = settings.name
         self.min_poll_interval_s = float(settings.options.get("min_poll_interval_s", 0.5))
@@ -117,7 +119,12 @@ class ReplicateBackend:
     # -- the RemoteBackend port -------------------------------------------------------------
 
     async def submit(
-        self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
+        self,
+        request: GenerationRequest,
+        provider_model: str,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> ProviderJob:
         url, body = self._create_target(provider_model.strip(), options)
         body["input"] = build_input(request, options)

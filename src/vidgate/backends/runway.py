@@ -14,10 +14,11 @@ The protocol, as the ``runwayml`` SDK and docs.dev.runwayml.com describe it:
 
 Every call carries ``Authorization: Bearer KEY`` and ``X-Runway-Version``.
 
-Errors follow :mod:`vidgate.backends._http`: a lost submit answer is
-:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`;
-a poll refused with 401/403 is ``ProviderUnavailable`` too (an operator can fix the key);
-other refusals are :class:`GenerationFailed`.
+Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable`; a poll refused with 401/403 is
+``ProviderUnavailable`` too (an operator can fix the key); other refusals are
+:class:`GenerationFailed`.
 
 Status mapping (``provider_status`` is Runway's ``status``):
 
@@ -114,6 +115,8 @@ _SIZE_RE = re.compile(r"^(\d{3,4})x(\d{3,4})$")
 class RunwayBackend:
     """Drives Runway tasks."""
 
+    idempotent_submits = False  # Runway documents no idempotency key for creating tasks
+
     def __init__(self, http: httpx.AsyncClient, settings: ProviderSettings) -> None:
         self.name = settings.name or "runway"
         # Runway: "should not expect updates more frequent than once every five seconds".
@@ -131,7 +134,12 @@ class RunwayBackend:
     # -- the port ----------------------------------------------------------------------------
 
     async def submit(
-        self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
+        self,
+        request: GenerationRequest,
+        provider_model: str,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> ProviderJob:
         endpoint = "image_to_video" if request.has_image else "text_to_video"
         task_id, _ = await self._api.submit(

@@ -20,11 +20,12 @@ The protocol, as the ``google-genai`` SDK drives it in Gemini Developer API mode
 Auth is the ``x-goog-api-key`` header, never the ``?key=`` query parameter, so the key is
 not part of any URL that could end up in an error message or a log.
 
-Errors follow :mod:`vidgate.backends._http`: a lost submit answer is
-:class:`SubmitOutcomeUnknown`; 429/5xx and transport faults are :class:`ProviderUnavailable`
-(``retry_after_s`` from ``Retry-After``, else the body's ``google.rpc.RetryInfo``); a poll
-the key is refused for (401, 403, or 400 ``API_KEY_INVALID``) is ``ProviderUnavailable`` too,
-since an operator can fix the key; other refusals are :class:`GenerationFailed`.
+Errors follow :mod:`vidgate.backends._http`: a lost or unclear submit answer, such as a drop
+or a 502/504, is :class:`SubmitOutcomeUnknown`; a clear refusal (a 429, say) and other
+passing faults are :class:`ProviderUnavailable` (``retry_after_s`` from ``Retry-After``,
+else the body's ``google.rpc.RetryInfo``); a poll the key is refused for (401, 403, or 400
+``API_KEY_INVALID``) is ``ProviderUnavailable`` too, since an operator can fix the key;
+other refusals are :class:`GenerationFailed`.
 
 Status mapping (``provider_status`` is ``done=false`` / ``done=true``):
 
@@ -98,6 +99,8 @@ _UNIMPLEMENTED = 501
 class VeoBackend:
     """Drives Veo's long-running operations on the Gemini API."""
 
+    idempotent_submits = False  # predictLongRunning documents no request id or idempotency key
+
     def __init__(self, http: httpx.AsyncClient, settings: ProviderSettings) -> None:
         self.name = settings.name or "veo"
         # No documented minimum; Google's own examples poll every 10-20 s.
@@ -120,7 +123,12 @@ class VeoBackend:
     # -- the port ----------------------------------------------------------------------------
 
     async def submit(
-        self, request: GenerationRequest, provider_model: str, options: Mapping[str, Any]
+        self,
+        request: GenerationRequest,
+        provider_model: str,
+        options: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
     ) -> ProviderJob:
         body = build_body(request, options)
         model = provider_model.removeprefix("models/")

@@ -43,6 +43,9 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
             settings.worker,
             owner,
             copy_attempts=settings.storage.copy_attempts,
+            retry_ambiguous={
+                name for name, p in settings.providers.items() if p.retry_ambiguous_submits
+            },
         )
         sender = WebhookSender(
             store,

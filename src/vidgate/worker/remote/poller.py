@@ -11,7 +11,7 @@ not grow with the number of provider jobs it follows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from vidgate.backends.base import RemoteBackend
@@ -24,7 +24,7 @@ from vidgate.store.records import RemoteRun
 from vidgate.store.sql import SQLStore
 from vidgate.worker.remote.follow import Follows
 from vidgate.worker.remote.outcomes import log
-from vidgate.worker.remote.submit import Submits
+from vidgate.worker.remote.submit import RECORD_DELAYS_S, Submits
 from vidgate.worker.wakeup import sleep_until
 
 CLAIM_BATCH = 500
@@ -46,6 +46,9 @@ class RemotePoller(Submits, Follows):
         owner: str,
         *,
         copy_attempts: int = 5,
+        retry_ambiguous: Collection[str] = (),
+        record_delays_s: tuple[float, ...] = RECORD_DELAYS_S,
+        submit_backoff_s: float = 2.0,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -59,6 +62,9 @@ class RemotePoller(Submits, Follows):
         self.settings = settings
         self.owner = owner
         self.copy_attempts = copy_attempts
+        self.retry_ambiguous = frozenset(retry_ambiguous)
+        self.record_delays_s = record_delays_s
+        self.submit_backoff_s = submit_backoff_s
         self.kinds = sorted({spec.backend for spec in catalog if spec.provider in self.backends})
         self._held: dict[asyncio.Task[None], str] = {}  # operation -> run id
         self._submitting: set[asyncio.Task[Any]] = set()

@@ -1,20 +1,34 @@
 """Submitting a run to its provider, exactly once.
 
 Before a submit, ``submit_started_at`` is committed; the provider's request id is committed
-in the step right after the submit returns. A run found with the marker but no id (the
-process died inside that window), or whose submit answer was lost, is failed with an
-explanation instead of being submitted again, so a provider job is never paid for twice.
-Once the id is recorded, a restart only ever resumes polling.
+in the step right after the submit returns. Once the id is recorded, a restart only ever
+resumes polling.
+
+A submit whose outcome is unknown (its answer was lost, a gateway answered 502/504, or the
+process died between the submit and recording the id) may have created a job that is paid
+for. It is sent again only where that is safe: the provider honours the run's idempotency
+key (:attr:`RemoteBackend.idempotent_submits`), or the operator opted in for that provider
+(``retry_ambiguous_submits``). Otherwise the run is failed with an explanation instead, so
+a provider job is never paid for twice. A clear refusal (429, no connection) created
+nothing and is retried with backoff.
+
+Should the database fail just as the provider's id is to be recorded, the write is tried
+again a few times; if it still cannot be recorded, the job is cancelled at the provider
+(nothing could ever poll it) and the run is failed with a message naming the job's id,
+which is logged either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 from vidgate.backends.base import (
     GenerationFailed,
+    ProviderJob,
     ProviderUnavailable,
     RemoteBackend,
     SubmitOutcomeUnknown,
@@ -22,78 +36,184 @@ from vidgate.backends.base import (
 from vidgate.logs import event
 from vidgate.runs.catalog import ModelSpec
 from vidgate.store.records import RemoteRun
-from vidgate.worker.remote.outcomes import Outcomes, backoff_s, best_effort_cancel, failures, log
+from vidgate.worker.remote.outcomes import Outcomes, backoff_s, failures, log
 
-SUBMIT_ATTEMPTS = 5  # refused submits (429, 5xx, no connection) before the run fails
+SUBMIT_ATTEMPTS = 5
+"""Submits of one run that ended without a job (refused, or unknown where sending again is
+safe) before the run fails."""
+RECORD_DELAYS_S = (0.1, 0.3, 1.0, 3.0)
+"""Waits between the tries to record a provider's job id while the database fails."""
 
 
 class Submits(Outcomes):
     _submitting: set[asyncio.Task[Any]]
     """Operations waiting for a provider's answer to a submit: a stop gives them time."""
+    retry_ambiguous: Collection[str]
+    """Providers whose operators opted in to sending again a submit of unknown outcome."""
+    record_delays_s: tuple[float, ...]
+    submit_backoff_s: float
+    """The first wait before a submit is sent again; each later one doubles (with jitter)."""
+
+    def _resubmit_safe(self, spec: ModelSpec, backend: RemoteBackend) -> bool:
+        """Whether a submit of unknown outcome may be sent again for this provider."""
+        return backend.idempotent_submits or (spec.provider or "") in self.retry_ambiguous
 
     async def _submit(self, run: RemoteRun, spec: ModelSpec, backend: RemoteBackend) -> None:
-        if run.submit_started_at is not None:
-            await self._fail(
-                run,
-                "vidgate stopped while submitting this run to the provider, so it cannot "
-                "tell whether the provider started a job; it was not submitted again to "
-                "avoid paying twice",
-            )
-            return
+        attempts = failures(run, "submit_failures")
+        if run.submit_started_at is not None:  # this run's last submit never finished
+            if not self._resubmit_safe(spec, backend):
+                await self._fail(
+                    run,
+                    "vidgate stopped while submitting this run to the provider, so it cannot "
+                    "tell whether the provider started a job; it was not submitted again to "
+                    "avoid paying twice",
+                )
+                return
+            attempts += 1
+            if attempts >= SUBMIT_ATTEMPTS:
+                await self._fail(run, "vidgate kept stopping while submitting this run")
+                return
+            event(log, "provider.resubmit_after_stop", run_id=run.id, attempt=attempts)
         current = asyncio.current_task()
         if current is not None:
             self._submitting.add(current)
         try:
-            await self._submit_once(run, spec, backend)
+            await self._submit_once(run, spec, backend, attempts)
         finally:
             if current is not None:
                 self._submitting.discard(current)
 
-    async def _submit_once(self, run: RemoteRun, spec: ModelSpec, backend: RemoteBackend) -> None:
+    async def _submit_once(
+        self, run: RemoteRun, spec: ModelSpec, backend: RemoteBackend, attempts: int
+    ) -> None:
+        counted: dict[str, Any] = (
+            {"provider_state": {"submit_failures": attempts}} if attempts else {}
+        )
         marked = await self.store.remote_update(
-            run.id, self.owner, release=False, submit_started_at=time.time()
+            run.id, self.owner, release=False, submit_started_at=time.time(), **counted
         )
         if not marked:
             return
         request = run.generation_request
         try:
-            job = await backend.submit(request, spec.provider_model or spec.slug, spec.options)
-        except SubmitOutcomeUnknown as exc:
-            await self._fail(
-                run,
-                f"the provider's answer to the submit was lost ({exc}); the "
-                "job may exist upstream, so it was not submitted again",
+            job = await backend.submit(
+                request,
+                spec.provider_model or spec.slug,
+                spec.options,
+                idempotency_key=f"vidgate-{run.id}",
             )
+        except SubmitOutcomeUnknown as exc:
+            if not self._resubmit_safe(spec, backend):
+                await self._fail(
+                    run,
+                    f"the provider's answer to the submit was lost ({exc}); the "
+                    "job may exist upstream, so it was not submitted again to avoid "
+                    "paying twice",
+                )
+                return
+            await self._submit_again(run, exc, attempts + 1)
             return
         except ProviderUnavailable as exc:
-            attempts = failures(run, "submit_failures") + 1
-            if attempts >= SUBMIT_ATTEMPTS:
-                await self._fail(run, f"the provider kept refusing the submit: {exc}")
-                return
-            delay = backoff_s(attempts, 1.0, exc.retry_after_s)
-            event(
-                log, "provider.submit_retry", run_id=run.id, error=str(exc), delay_s=round(delay, 1)
-            )
-            await self.store.remote_update(
-                run.id,
-                self.owner,
-                submit_started_at=None,
-                available_at=time.time() + delay,
-                provider_state={"submit_failures": attempts},
-            )
+            await self._submit_again(run, exc, attempts + 1)
             return
         except GenerationFailed as exc:
             await self._fail_from(run, exc)
             return
-        recorded = await self.store.remote_update(
+        await self._record(run, spec, backend, job)
+
+    async def _submit_again(self, run: RemoteRun, exc: ProviderUnavailable, attempts: int) -> None:
+        if attempts >= SUBMIT_ATTEMPTS:
+            if isinstance(exc, SubmitOutcomeUnknown):
+                why = f"its answer was lost ({exc}); the job may exist upstream"
+            else:
+                why = f"the provider kept refusing it: {exc}"
+            await self._fail(run, f"the submit was tried {attempts} times and {why}")
+            return
+        delay = backoff_s(attempts - 1, self.submit_backoff_s, exc.retry_after_s)
+        event(log, "provider.submit_retry", run_id=run.id, error=str(exc), delay_s=round(delay, 1))
+        await self.store.remote_update(
             run.id,
             self.owner,
-            provider_request_id=job.request_id,
-            provider_state={"job": job.state},
-            next_poll_at=time.time() + self._interval(spec),
+            submit_started_at=None,
+            available_at=time.time() + delay,
+            provider_state={"submit_failures": attempts},
         )
-        if not recorded:  # cancelled while the submit was in flight
-            event(log, "provider.cancel_after_submit", run_id=run.id, request_id=job.request_id)
-            await best_effort_cancel(backend, job)
+
+    async def _record(
+        self, run: RemoteRun, spec: ModelSpec, backend: RemoteBackend, job: ProviderJob
+    ) -> None:
+        """Record the provider's job id, trying again while the database fails."""
+        values: dict[str, Any] = {
+            "provider_request_id": job.request_id,
+            "provider_state": {"job": job.state},
+        }
+        error: Exception | None = None
+        for attempt, delay in enumerate((*self.record_delays_s, None), 1):
+            try:
+                recorded = await self.store.remote_update(
+                    run.id, self.owner, next_poll_at=time.time() + self._interval(spec), **values
+                )
+                if not recorded and error is not None:  # did a failed try commit after all?
+                    recorded = (await self.store.get(run.id)).provider_request_id == job.request_id
+            except Exception as exc:  # the database: any failure leaves the id unrecorded
+                error = exc
+                event(
+                    log,
+                    "provider.record_failed",
+                    logging.WARNING,
+                    run_id=run.id,
+                    request_id=job.request_id,
+                    attempt=attempt,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                continue
+            if not recorded:  # cancelled while the submit was in flight
+                event(log, "provider.cancel_after_submit", run_id=run.id, request_id=job.request_id)
+                await self._cancel_unfollowed(job, backend)
+                return
+            event(log, "provider.submitted", run_id=run.id, request_id=job.request_id)
             return
-        event(log, "provider.submitted", run_id=run.id, request_id=job.request_id)
+        await self._unrecorded(run, backend, job, error)
+
+    async def _unrecorded(
+        self, run: RemoteRun, backend: RemoteBackend, job: ProviderJob, error: Exception | None
+    ) -> None:
+        """The provider's id could not be recorded: nothing would ever follow the job."""
+        event(
+            log,
+            "provider.job_unrecorded",
+            logging.ERROR,
+            run_id=run.id,
+            request_id=job.request_id,
+            error=f"{type(error).__name__}: {error}",
+        )
+        cancelled = await self._cancel_unfollowed(job, backend)
+        outcome = (
+            "vidgate asked the provider to cancel it"
+            if cancelled
+            else "asking the provider to cancel it failed too, so it may still run there"
+        )
+        message = (
+            f"the provider accepted the submit as job {job.request_id!r}, but vidgate could "
+            f"not record that id (the database failed {len(self.record_delays_s) + 1} times: "
+            f"{type(error).__name__}: {error}); {outcome}"
+        )
+        for delay in (*self.record_delays_s, None):
+            try:
+                await self._fail(run, message)
+                return
+            except Exception as exc:
+                event(log, "run.fail_unrecorded", logging.ERROR, run_id=run.id, error=str(exc))
+                if delay is not None:
+                    await asyncio.sleep(delay)
+
+    async def _cancel_unfollowed(self, job: ProviderJob, backend: RemoteBackend) -> bool:
+        """Cancel a job no run follows; whether the provider took the cancel."""
+        try:
+            await backend.cancel(job)
+        except Exception as exc:
+            event(log, "provider.cancel_failed", request_id=job.request_id, error=str(exc))
+            return False
+        return True
