@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -9,11 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 VIDGATE = [sys.executable, "-m", "vidgate.cli"]
 _SPAWNED: list[subprocess.Popen[bytes]] = []
@@ -109,8 +111,11 @@ class LiveServer:
         config_text: str = TEST_CONFIG,
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        program: Sequence[str] = VIDGATE,
     ) -> None:
         self.data_dir = data_dir
+        self.program = list(program)
+        """What runs ``serve``: the CLI, or a script that calls it after setting up a fault."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config = data_dir.parent / f"{data_dir.name}.toml"
         self.config.write_text(config_text)
@@ -130,7 +135,7 @@ class LiveServer:
         with self.log_path.open("ab") as log:
             self.process = spawn(
                 [
-                    *VIDGATE,
+                    *self.program,
                     "serve",
                     "--port",
                     str(self.port),
@@ -186,3 +191,23 @@ def running_server(
         yield server
     finally:
         server.stop()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app, its lifespan too, on a free loopback port from this event loop;
+    yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the app did not start")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

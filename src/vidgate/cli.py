@@ -51,7 +51,9 @@ async def _open_store(settings: Settings) -> SQLStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         return await SQLStore.open(
-            settings.resolved_database_url, busy_timeout_s=settings.database_busy_timeout_s
+            settings.resolved_database_url,
+            busy_timeout_s=settings.database_busy_timeout_s,
+            durability=settings.durability,
         )
     except StoreUnavailable as exc:
         typer.echo(f"error: {exc}; start it, or check database_url, then try again", err=True)
@@ -70,11 +72,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Start the HTTP API (and, unless --no-worker, an in-process worker)."""
-    import uvicorn
-
     from vidgate import logs
-    from vidgate.server.app import create_app
-    from vidgate.server.slow_clients import protocol_with_header_timeout
+    from vidgate.server.serve import ServerNotStarted, serve_until_stopped
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
@@ -82,20 +81,39 @@ def serve(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
     settings = settings.model_copy(update={"server": server})
+    _check_storage(settings)  # before a first key is made: it is shown only once
     first_key = asyncio.run(_first_start_key(settings))
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     _print_welcome(base, first_key, settings)
     logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
     with_worker = not no_worker and settings.worker.enabled
-    uvicorn.run(
-        create_app(settings, background=run_worker if with_worker else None),
-        host=server.host,
-        port=server.port,
-        http=protocol_with_header_timeout(server.header_timeout_s),
-        log_level=log_level.lower(),
-        timeout_graceful_shutdown=5,
-    )
+    try:
+        failure = serve_until_stopped(
+            settings, background=run_worker if with_worker else None, log_level=log_level.lower()
+        )
+    except ServerNotStarted:
+        raise typer.Exit(3) from None  # uvicorn's own code for a failed start, logged above
+    if failure is not None:
+        typer.echo(
+            f"error: the worker in this process stopped ({failure}), so vidgate exited "
+            "instead of accepting runs that no one would work on; the log above has the "
+            "details. A supervisor (systemd, Docker, Kubernetes) restarts it.",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def _check_storage(settings: Settings) -> None:
+    """Refuse to start on storage whose signing secret is damaged (made on first start)."""
+    from vidgate.services import build_storage
+    from vidgate.storage.local import StorageError
+
+    try:
+        build_storage(settings)
+    except StorageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 async def _first_start_key(settings: Settings) -> str | None:
@@ -153,6 +171,7 @@ def worker(
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
+    _check_storage(settings)
     logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
 
     async def main() -> None:

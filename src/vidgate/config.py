@@ -7,17 +7,27 @@ and the defaults below. Every key is documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from vidgate.runs.catalog import LOCAL_BACKENDS
+from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS
 
 DEFAULT_DATA_DIR = Path(".vidgate")
+Durability = Literal["normal", "full"]
+"""How hard a commit is pushed to disk before it is acknowledged (see the README)."""
 
 
 class ConfigError(Exception):
@@ -186,6 +196,10 @@ class Settings(_Section):
     database_busy_timeout_s: float = Field(30, gt=0)
     """SQLite: how long a statement waits while another process holds the database's
     lock; then the request gets ``503`` (a worker writes again later)."""
+    durability: Durability = "normal"
+    """``normal``: a commit survives any crash of vidgate's processes; ``full``: it also
+    survives a power loss or an OS crash (SQLite syncs its log at every commit; PostgreSQL
+    sessions use ``synchronous_commit = on``)."""
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -203,6 +217,22 @@ class Settings(_Section):
         merged: dict[str, Any] = dict(_default_models())
         merged.update(value)
         return merged
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        """What one section cannot check alone: each is found at start, not when a worker
+        first needs it (a worker that dies at start leaves an API accepting runs no one
+        runs)."""
+        worker = self.worker
+        if worker.heartbeat_s >= worker.lease_s:
+            raise ValueError(
+                f"worker.heartbeat_s ({worker.heartbeat_s:g}) must be below worker.lease_s "
+                f"({worker.lease_s:g}): leases would expire between renewals and runs would be "
+                "taken from working workers; a third of lease_s or less is a good heartbeat"
+            )
+        for slug, model in self.models.items():
+            _check_backend(slug, model, self.providers)
+        return self
 
     @property
     def resolved_database_url(self) -> str:
@@ -231,6 +261,23 @@ class Settings(_Section):
         """Every configured provider key: secrets no log line may show."""
         keys = (self.provider_api_key(name, env) for name in self.providers)
         return [key for key in keys if key]
+
+
+def _check_backend(slug: str, model: ModelConfig, providers: Mapping[str, object]) -> None:
+    known = LOCAL_BACKENDS | REMOTE_BACKENDS
+    if model.backend not in known:
+        close = difflib.get_close_matches(model.backend, sorted(known), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"models.{slug}.backend: unknown backend {model.backend!r}{hint}; known backends: "
+            + ", ".join(sorted(known))
+        )
+    provider = model.provider_name
+    if model.backend in REMOTE_BACKENDS and provider not in providers:
+        raise ValueError(
+            f"models.{slug}: backend {model.backend!r} needs a [providers.{provider}] section "
+            "with its base_url, and there is none (see the README's remote providers)"
+        )
 
 
 def load_settings(
@@ -263,15 +310,13 @@ def load_settings(
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         where = f" in {config_file}" if config_file else ""
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
-    for slug, model in settings.models.items():
-        provider = model.provider_name
-        if model.backend not in LOCAL_BACKENDS and provider not in settings.providers:
-            raise ConfigError(
-                f"model {slug!r} uses backend {model.backend!r} but no [providers.{provider}] "
-                "section is configured"
-            )
     return settings
+
+
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    message = message.removeprefix("Value error, ")  # our own checks name their keys
+    if not location:
+        return message
+    return f"{'.'.join(str(part) for part in location)}: {message}"

@@ -48,6 +48,18 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
         ("[server]\nbogus = 1\n", "server.bogus"),
         ("not toml = = =", "not valid TOML"),
         ('[models.m]\nbackend = "runway"\n', "[providers.runway]"),
+        (
+            '[models.m]\nbackend = "fall"\nprovider = "fal"\n[providers.fal]\nbase_url = "http://f"\n',
+            "models.m.backend: unknown backend 'fall' (did you mean 'fal'?); known backends: "
+            "fal, nanogpt, openai, replicate, runway, testcard",
+        ),
+        ('[models.m]\nbackend = "fall"\nenabled = false\n', "unknown backend 'fall'"),
+        (
+            "[worker]\nlease_s = 10\nheartbeat_s = 10\n",
+            "worker.heartbeat_s (10) must be below worker.lease_s (10)",
+        ),
+        ("[worker]\nheartbeat_s = 20\n", "worker.heartbeat_s (20) must be below"),
+        ('durability = "paranoid"\n', "durability: Input should be 'normal' or 'full'"),
     ],
 )
 def test_invalid_configs_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:
@@ -56,6 +68,13 @@ def test_invalid_configs_name_the_problem(tmp_path: Path, text: str, needle: str
     with pytest.raises(ConfigError, match=None) as info:
         load_settings(config_file=config, env={})
     assert needle in str(info.value)
+
+
+def test_durability_is_normal_unless_set(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('durability = "full"\n')
+    assert Settings().durability == "normal"
+    assert load_settings(config_file=config, env={}).durability == "full"
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

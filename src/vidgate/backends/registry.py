@@ -9,9 +9,7 @@ import httpx
 
 from vidgate.backends.base import LocalBackend, ProviderSettings, RemoteBackend
 from vidgate.config import Settings
-from vidgate.runs.catalog import LOCAL_BACKENDS
-
-REMOTE_ADAPTERS = frozenset({"fal", "replicate", "openai", "veo", "runway", "nanogpt"})
+from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS
 
 
 def local_backends() -> dict[str, LocalBackend]:
@@ -48,8 +46,8 @@ def remote_backends(
         provider = model.provider_name
         if provider in built:
             continue
-        if model.backend not in REMOTE_ADAPTERS:
-            known = ", ".join(sorted(REMOTE_ADAPTERS | LOCAL_BACKENDS))
+        if model.backend not in REMOTE_BACKENDS:  # refused when settings load
+            known = ", ".join(sorted(REMOTE_BACKENDS | LOCAL_BACKENDS))
             raise ValueError(f"unknown backend {model.backend!r}; known backends: {known}")
         module = importlib.import_module(f"vidgate.backends.{model.backend}")
         built[provider] = module.build(http, resolved[provider])

@@ -11,7 +11,9 @@ from vidgate.runs.errors import InvalidRequest, UnknownModel
 from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
 
 LOCAL_BACKENDS = frozenset({"testcard"})
-"""Backends that render on this machine; every other backend is a remote provider."""
+"""Backends that render on this machine."""
+REMOTE_BACKENDS = frozenset({"fal", "replicate", "openai", "veo", "runway", "nanogpt"})
+"""Remote provider adapters, each a module of :mod:`vidgate.backends` by this name."""
 TESTCARD_RESOLUTIONS = ("240p", "360p", "480p", "540p", "720p", "1080p")
 TESTCARD_DEFAULT_DURATION_S = 5
 TESTCARD_MAX_DURATION_S = 20

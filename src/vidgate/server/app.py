@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -27,6 +28,10 @@ from vidgate.store.sql import SQLStore
 
 Background = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
 """Work the process runs beside the API until the event is set (the in-process worker)."""
+BackgroundExit = Callable[[str], None]
+"""Told why the background work stopped when it stopped on its own (it failed)."""
+
+log = logging.getLogger("vidgate.worker")
 
 
 class VidgateApp(FastAPI):
@@ -47,16 +52,26 @@ class VidgateApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, *, background: Background | None = None) -> VidgateApp:
+def create_app(
+    settings: Settings,
+    *,
+    background: Background | None = None,
+    on_background_exit: BackgroundExit | None = None,
+) -> VidgateApp:
     """The ASGI app. With ``background`` (the worker, composed by the command line) the
     process also does the work; otherwise it only serves the API and separate workers do.
-    The server never calls the worker: a submit is a run event that the worker hears."""
+    The server never calls the worker: a submit is a run event that the worker hears.
+
+    If the background work stops on its own (it failed), ``/healthz`` answers 503 from then
+    on and ``on_background_exit`` is told why (``vidgate serve`` then exits non-zero)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = await SQLStore.open(
-            settings.resolved_database_url, busy_timeout_s=settings.database_busy_timeout_s
+            settings.resolved_database_url,
+            busy_timeout_s=settings.database_busy_timeout_s,
+            durability=settings.durability,
         )
         await store.listen()
         catalog = build_catalog(settings)
@@ -82,8 +97,19 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
         worker_task: asyncio.Task[None] | None = None
         if background is not None:
             services = Services(settings, store, state.storage, catalog)
-            worker_task = asyncio.create_task(background(services, stop))
+            worker_task = asyncio.create_task(background(services, stop), name="worker")
             state.worker = True
+
+            def ended(task: asyncio.Task[None]) -> None:
+                reason = _failure(task, stop)
+                if reason is None:
+                    return
+                state.worker_failure = reason
+                log.error("worker.died reason=%r", reason, exc_info=_exception(task))
+                if on_background_exit is not None:
+                    on_background_exit(reason)
+
+            worker_task.add_done_callback(ended)
         app.state.vidgate = state
         if settings.server.fast_path:
             app.fast_path = FastPath(state)
@@ -93,7 +119,7 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
             app.fast_path = None
             stop.set()
             if worker_task is not None:
-                await worker_task
+                await asyncio.wait([worker_task])  # a failure was told by ``ended``
             await store.close()
 
     app = VidgateApp(
@@ -109,6 +135,22 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
     app.include_router(webhook_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _exception(task: asyncio.Task[None]) -> BaseException | None:
+    return None if task.cancelled() else task.exception()
+
+
+def _failure(task: asyncio.Task[None], stop: asyncio.Event) -> str | None:
+    """Why the background task ended; None if it ended cleanly after it was asked to."""
+    if task.cancelled():
+        return "it was cancelled"
+    error = task.exception()
+    if error is None:
+        return None if stop.is_set() else "it returned before it was asked to stop"
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]  # the worker's parts run in a task group
+    return f"{type(error).__name__}: {error}"
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

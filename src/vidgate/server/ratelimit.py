@@ -35,3 +35,9 @@ class TokenBucketLimiter:
             bucket.tokens -= 1.0
             return None
         return (1.0 - bucket.tokens) / self.rate_per_s
+
+    def refund(self, key: str) -> None:
+        """Give back the token of a submit that was refused: only accepted runs count."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(self.capacity, bucket.tokens + 1.0)

@@ -48,7 +48,7 @@ async def submit(request: Request, key: Key) -> Response:
 async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Response:
     """A submit by ``key``: the new run, committed (or the first run of its idempotency
     key). The route and the fast path (:mod:`vidgate.server.fast_path`) both answer with
-    this."""
+    this. A submit that is refused (or fails) gives its rate-limit token back."""
     wait_s = state.limiter.take(key.id)
     if wait_s is not None:
         retry = max(1, math.ceil(wait_s))
@@ -58,6 +58,14 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
             f"a minute per key; retry in {retry} s. Polling is not limited.",
             headers={"Retry-After": str(retry)},
         )
+    try:
+        return await _accept(state, request, key)
+    except Exception:
+        state.limiter.refund(key.id)
+        raise
+
+
+async def _accept(state: AppState, request: Request, key: KeyRecord) -> Response:
     body = await read_json(request, state.settings.server.max_body_bytes)
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
@@ -183,10 +191,21 @@ async def files_route(
     return FileResponse(path, media_type=content_type_for(key))
 
 
-@router.get("/healthz", summary="Liveness and database check")
+@router.get(
+    "/healthz",
+    responses=schemas.error_responses(503),
+    summary="Liveness and database check",
+)
 async def healthz(request: Request) -> dict[str, Any]:
-    """Cheap however many runs are stored: it counts the runs in flight only."""
+    """Cheap however many runs are stored: it counts the runs in flight only. A 503 once
+    this process's worker has stopped (failed): runs submitted here would only wait."""
     state = state_of(request)
+    if state.worker_failure is not None:
+        raise ApiError(
+            503,
+            f"the worker in this process has stopped ({state.worker_failure}); runs "
+            "submitted here wait for another worker. Restart vidgate; its log has the details",
+        )
     counts = await state.store.count_in_flight()
     return {
         "status": "ok",

@@ -24,3 +24,5 @@ class AppState:
     limiter: TokenBucketLimiter
     worker: bool = False
     """Whether this process runs a worker too."""
+    worker_failure: str | None = None
+    """Why this process's worker stopped, once it has failed (``/healthz`` then fails)."""

@@ -40,25 +40,64 @@ class StoredObject:
     content_type: str
 
 
+SECRET_BYTES = 32
+
+
+class BadSecret(StorageError):
+    """The signing secret's file does not hold a secret."""
+
+
 def load_or_create_secret(path: Path) -> bytes:
-    """The server's signing secret, generated on first use and kept (mode 0600) at ``path``."""
+    """The server's signing secret, generated on first use and kept (mode 0600) at ``path``.
+
+    Processes that start together on a new data directory all end with the one secret that
+    was written first: each writes its own candidate to a file of its own, synced, and
+    links it to ``path``, which only the first link creates; the others read that one."""
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return _read_secret(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_bytes(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value.hex())
+    value = secrets.token_bytes(SECRET_BYTES)
+    candidate = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.link(tmp, path)  # fails if another process created it first
-    except FileExistsError:
-        tmp.unlink()
-        return bytes.fromhex(path.read_text().strip())
-    tmp.unlink()
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(value.hex())
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(candidate, path)
+        except FileExistsError:  # another process was first: its secret is the one
+            return _read_secret(path)
+    finally:
+        candidate.unlink(missing_ok=True)
+    _sync_directory(path.parent)
     return value
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        value = bytes.fromhex(path.read_bytes().decode("ascii").strip())
+    except ValueError:  # not ASCII, or not hex digits
+        value = b""
+    if len(value) != SECRET_BYTES:
+        raise BadSecret(
+            f"{path} does not hold a {SECRET_BYTES}-byte signing secret "
+            f"({2 * SECRET_BYTES} hex digits); it is damaged. Restore it from a backup, or "
+            "delete it to have a new one made at the next start (video links handed out "
+            "so far then stop working)"
+        )
+    return value
+
+
+def _sync_directory(path: Path) -> None:
+    """Make a new name in ``path`` survive a power loss."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def url_expiry(ttl_s: int, *, issued_from: float | None = None, now: float | None = None) -> int:

@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from vidgate.config import Durability
 from vidgate.events.pg_feed import PostgresFeed
 from vidgate.events.sqlite_feed import SQLiteFeed
 from vidgate.store.base import READERS
@@ -41,7 +42,12 @@ __all__ = ["KEY_PREFIX", "SQLStore", "hash_key"]
 BUSY_TIMEOUT_S = 30.0
 
 
-def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
+SQLITE_SYNCHRONOUS: dict[Durability, str] = {"normal": "NORMAL", "full": "FULL"}
+"""In WAL mode, NORMAL syncs the log at checkpoints only: a commit survives a crash of the
+process but not always a power loss or an OS crash. FULL syncs the log at every commit."""
+
+
+def _sqlite_engine(url: str, busy_timeout_s: float, durability: Durability) -> Engine:
     """A plain (synchronous) engine: the store runs SQLite transactions in threads of its
     own, each in one go (see :class:`~vidgate.store.base.StoreBase`). ``sqlite+aiosqlite``
     URLs are accepted and mean the same database. A statement waits up to
@@ -69,7 +75,7 @@ def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={round(busy_timeout_s * 1000)}")
         _ensure_wal(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={SQLITE_SYNCHRONOUS[durability]}")
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # a Checkpointer thread does it
         cursor.execute(f"PRAGMA journal_size_limit={LOG_LIMIT_BYTES}")
         cursor.close()
@@ -82,6 +88,15 @@ def _sqlite_engine(url: str, busy_timeout_s: float) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("vidgate_write") else "BEGIN")
 
     return engine
+
+
+def _postgres_durability(url: str, durability: Durability) -> dict[str, Any]:
+    """Connection arguments that set ``synchronous_commit`` for every session."""
+    if durability == "normal":
+        return {}
+    if make_url(url).get_driver_name() == "asyncpg":
+        return {"server_settings": {"synchronous_commit": "on"}}
+    return {"options": "-c synchronous_commit=on"}  # libpq drivers
 
 
 def _ensure_wal(cursor: Any) -> None:
@@ -110,17 +125,33 @@ class SQLStore(KeyVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVe
 
     @classmethod
     async def open(
-        cls, url: str, *, migrate: bool = True, busy_timeout_s: float = BUSY_TIMEOUT_S
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        durability: Durability = "normal",
     ) -> SQLStore:
-        """The store at ``url``; ``busy_timeout_s``: how long a SQLite statement waits for
-        another process's lock before it fails."""
+        """The store of the database at ``url``. ``busy_timeout_s``: how long a SQLite
+        statement waits for another process's lock before it fails. ``durability``
+        ``"full"`` makes every commit reach the disk before it returns (SQLite
+        ``synchronous=FULL``; PostgreSQL ``synchronous_commit=on`` whatever the server's
+        default); ``"normal"`` leaves SQLite's log to be synced at checkpoints and
+        PostgreSQL at its server's setting."""
         if url.startswith("sqlite"):
-            store = cls(sync_engine=_sqlite_engine(url, busy_timeout_s))
+            store = cls(sync_engine=_sqlite_engine(url, busy_timeout_s, durability))
             assert store.url.database is not None
             store._checkpointer = Checkpointer(store.url.database)
             store._checkpointer.start()
         else:
-            engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            connect_args = _postgres_durability(url, durability)
+            engine = create_async_engine(
+                url,
+                pool_size=10,
+                max_overflow=20,
+                pool_pre_ping=True,
+                connect_args=connect_args,
+            )
             store = cls(async_engine=engine)
         if migrate:
             await store._write(lambda tx: upgrade(tx.conn))

@@ -27,6 +27,7 @@ from vidgate.backends.base import (
     GenerationCancelled,
     GenerationFailed,
     LocalBackend,
+    LocalOutput,
 )
 from vidgate.config import WorkerSettings
 from vidgate.logs import event
@@ -49,6 +50,15 @@ def attempt_name(run: RunRecord | RemoteRun) -> str:
 
 def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+async def _outlast(task: asyncio.Future[None]) -> None:
+    """Wait until ``task`` is done, however often the wait is cancelled; log its failure."""
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        log.error("run.keep_failed", exc_info=task.exception())
 
 
 class LocalWorker:
@@ -183,18 +193,14 @@ class LocalWorker:
                 workdir,
                 lambda percent: self._report_progress(run.id, percent),
             )
-            key = f"{run.id}/{attempt}.mp4"
-            stored = await self.storage.put_file(key, output.path, output.content_type)
-            done = await self._finish(
-                run,
-                Status.COMPLETED,
-                progress=100.0,
-                output_key=stored.key,
-                output_content_type=stored.content_type,
-                output_size=stored.size,
-            )
-            if done is None and (await self._current(run)).output_key != key:
-                await self.storage.delete(key)  # never a video the run points at
+            # A cancel from here on waits for the video to be kept or deleted: cut off, the
+            # move into storage would go on in its thread and leave an orphaned file.
+            keeping = asyncio.ensure_future(self._keep(run, f"{run.id}/{attempt}.mp4", output))
+            try:
+                await asyncio.shield(keeping)
+            except asyncio.CancelledError:
+                await _outlast(keeping)
+                raise
         except StorageError as exc:
             event(log, "storage.write_failed", logging.ERROR, run_id=run.id, error=str(exc))
             await self._finish(
@@ -226,6 +232,21 @@ class LocalWorker:
             shutil.rmtree(workdir, ignore_errors=True)
             with contextlib.suppress(OSError):
                 workdir.parent.rmdir()  # only once no other attempt uses it
+
+    async def _keep(self, run: RunRecord, key: str, output: LocalOutput) -> None:
+        """Store the video and complete the run; if the run can no longer complete here
+        (cancelled, or taken over), delete the video again."""
+        stored = await self.storage.put_file(key, output.path, output.content_type)
+        done = await self._finish(
+            run,
+            Status.COMPLETED,
+            progress=100.0,
+            output_key=stored.key,
+            output_content_type=stored.content_type,
+            output_size=stored.size,
+        )
+        if done is None and (await self._current(run)).output_key != key:
+            await self.storage.delete(key)  # never a video the run points at
 
     async def _report_progress(self, run_id: str, percent: float) -> None:
         if self.store.writes_failing:

@@ -17,7 +17,8 @@ from vidgate.worker.webhooks import WebhookSender
 
 async def run_worker(services: Services, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set, then stop cleanly (leases of unfinished local runs are
-    handed back at once)."""
+    handed back at once). If a part fails, the others are stopped and the failure (an
+    ``ExceptionGroup``) is raised: the process must not go on as if it had a worker."""
     settings, store = services.settings, services.store
     owner = new_owner_id()
     local = LocalWorker(
@@ -72,7 +73,10 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
                 sender.wake(change)
 
         store.events.add_listener(on_change)
-        try:
-            await asyncio.gather(local.run(stop), poller.run(stop), sender.run(stop))
+        try:  # one part failing stops the others: the worker is whole or not running
+            async with asyncio.TaskGroup() as parts:
+                parts.create_task(local.run(stop))
+                parts.create_task(poller.run(stop))
+                parts.create_task(sender.run(stop))
         finally:
             store.events.remove_listener(on_change)
