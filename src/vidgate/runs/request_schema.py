@@ -22,7 +22,6 @@ from vidgate.runs.request import (
     DURATION_NUMBER,
     DURATION_PATTERN,
     HTTP_URL_PATTERN,
-    IMAGE_DATA_URL_KEYS,
     IMAGE_KEYS,
     MAX_DURATION_S,
     NON_BLANK_PATTERN,
@@ -146,26 +145,20 @@ def data_url_pattern(max_bytes: int) -> str:
     return DATA_URL_PREFIX + "(?:" + "|".join(tails) + ")$"
 
 
-def _common(limits: Limits) -> dict[str, Schema]:
-    text: Schema = {"type": ["string", "null"], "maxLength": limits.prompt_max_chars}
-    data_url: Schema = {"type": "string", "pattern": data_url_pattern(limits.image_max_bytes)}
-    http_url: Schema = {"type": "string", "pattern": HTTP_URL_PATTERN}
+def _plain(spec: ModelSpec, limits: Limits) -> dict[str, Schema]:
+    """The fields whose rule is their own (each independent of the others)."""
+    aspects = spec.parameters.get("aspect_ratio", {}).get("options") or ASPECT_RATIOS
+    resolution: Schema = {"type": "string", "pattern": RESOLUTION_PATTERN}
+    options = spec.parameters.get("resolution", {}).get("options")
+    if options:
+        valid = [r for r in options if r == r.lower() and fullmatch(RESOLUTION_FORMS, r)]
+        resolution = {"type": "string", "pattern": _one_of(valid)}
     return {
-        "prompt": {**text, "description": "required by text-to-video models"},
-        "negative_prompt": text,
-        "duration": {"description": '"5", "5s" and 5 all mean five seconds'},
-        "seconds": {"description": "Sora-style alias of duration (used when it is absent)"},
-        "aspect_ratio": {"enum": [None, *ASPECT_RATIOS]},
-        "resolution": {
-            "anyOf": [{"type": "null"}, {"type": "string", "pattern": RESOLUTION_PATTERN}]
-        },
+        "model": {"type": "string", "pattern": rf"^\s*{literal(spec.slug)}\s*$"},
+        "negative_prompt": {"type": ["string", "null"], "maxLength": limits.prompt_max_chars},
+        "aspect_ratio": {"enum": [None, *(a for a in aspects if a in ASPECT_RATIOS)]},
+        "resolution": {"anyOf": [{"type": "null"}, resolution]},
         "seed": seed_schema(),
-        **{key: {"anyOf": [EMPTY, data_url]} for key in IMAGE_DATA_URL_KEYS[:2]},
-        "image": {
-            "anyOf": [EMPTY, data_url, http_url],
-            "description": "alias of imageDataUrl; an http(s) URL here is taken as imageUrl",
-        },
-        "imageUrl": {"anyOf": [EMPTY, http_url], "description": "an http(s) URL of an image"},
         "webhookUrl": {
             "anyOf": [
                 {"type": "null"},
@@ -179,13 +172,51 @@ def _common(limits: Limits) -> dict[str, Schema]:
             "server allows private ones",
         },
         "webhookEvents": {
-            "anyOf": [
-                {"type": "null"},
-                {"type": "array", "items": {"enum": sorted(ALL_EVENTS)}},
-            ],
+            "anyOf": [{"type": "null"}, {"type": "array", "items": {"enum": sorted(ALL_EVENTS)}}],
             "description": "extension: events besides the terminal ones",
         },
     }
+
+
+def _durations(spec: ModelSpec) -> list[Schema]:
+    """``duration``, or when it is not given ``seconds`` (a Sora-style alias)."""
+    value = duration_schema(spec)
+    return [
+        {"required": ["duration"], "properties": {"duration": value, "seconds": {}}},
+        {"properties": {"duration": EMPTY, "seconds": {"anyOf": [EMPTY, value]}}},
+    ]
+
+
+def _contents(spec: ModelSpec, limits: Limits) -> list[Schema]:
+    """What the run is made from: a prompt, an image, or either, as the model takes them.
+    Each alternative names every one of these fields (generators need not merge them)."""
+    data_url: Schema = {"type": "string", "pattern": data_url_pattern(limits.image_max_bytes)}
+    http_url: Schema = {"type": "string", "pattern": HTTP_URL_PATTERN}
+    images = {
+        "imageDataUrl": data_url,
+        "image_data_url": data_url,
+        "image": {"anyOf": [data_url, http_url]},
+        "imageUrl": http_url,
+    }
+    text: Schema = {"type": ["string", "null"], "maxLength": limits.prompt_max_chars}
+    prompt: Schema = {
+        "type": "string",
+        "maxLength": limits.prompt_max_chars,
+        "pattern": NON_BLANK_PATTERN,
+    }
+    alternatives = []
+    if spec.image_to_video:
+        for key in IMAGE_KEYS:
+            properties = {
+                k: images[k] if k == key else {"anyOf": [EMPTY, images[k]]} for k in IMAGE_KEYS
+            }
+            alternatives.append({"required": [key], "properties": {"prompt": text, **properties}})
+    if spec.text_to_video:
+        properties = {k: EMPTY for k in IMAGE_KEYS}
+        alternatives.append(
+            {"required": ["prompt"], "properties": {"prompt": prompt, **properties}}
+        )
+    return alternatives or [{"not": {}}]
 
 
 def _one_of(words: list[str]) -> str:
@@ -194,68 +225,21 @@ def _one_of(words: list[str]) -> str:
     return rf"^\s*(?:{'|'.join(cased)})\s*$" if cased else _NEVER
 
 
-def model_schema(spec: ModelSpec) -> Schema:
-    """What one model takes, besides what every model takes."""
-    properties: dict[str, Schema] = {
-        "model": {"type": "string", "pattern": rf"^\s*{literal(spec.slug)}\s*$"}
-    }
-    aspects = spec.parameters.get("aspect_ratio", {}).get("options")
-    if aspects:
-        properties["aspect_ratio"] = {"enum": [None, *(a for a in aspects if a in ASPECT_RATIOS)]}
-    resolutions = spec.parameters.get("resolution", {}).get("options")
-    if resolutions:
-        valid = [r for r in resolutions if r == r.lower() and fullmatch(RESOLUTION_FORMS, r)]
-        properties["resolution"] = {
-            "anyOf": [{"type": "null"}, {"type": "string", "pattern": _one_of(valid)}]
-        }
-    value = duration_schema(spec)
-    rules: list[Schema] = [
-        {
-            "anyOf": [
-                {"required": ["duration"], "properties": {"duration": value}},
-                {"properties": {"duration": EMPTY, "seconds": {"anyOf": [EMPTY, value]}}},
-            ]
-        }
-    ]
-    has_image: Schema = {
-        "anyOf": [
-            {"required": [key], "properties": {key: {"type": "string", "minLength": 1}}}
-            for key in IMAGE_KEYS
-        ]
-    }
-    prompt: Schema = {
-        "required": ["prompt"],
-        "properties": {"prompt": {"type": "string", "pattern": NON_BLANK_PATTERN}},
-    }
-    if spec.text_to_video and spec.image_to_video:
-        rules.append({"anyOf": [has_image, prompt]})
-    elif spec.text_to_video:
-        rules += [{"properties": {key: EMPTY for key in IMAGE_KEYS}}, prompt]
-    elif spec.image_to_video:
-        rules.append(has_image)
-    else:
-        rules.append({"not": {}})
+def model_schema(spec: ModelSpec, limits: Limits) -> Schema:
+    """A submit to one model: its fields, its durations, and what it is made from."""
     return {
         "title": spec.slug,
+        "type": "object",
         "required": ["model"],
-        "properties": properties,
-        "allOf": rules,
+        "properties": _plain(spec, limits),
+        "allOf": [{"anyOf": _durations(spec)}, {"anyOf": _contents(spec, limits)}],
     }
 
 
 def submit_schema(catalog: Catalog, limits: Limits) -> Schema:
-    """The body of ``POST /api/generate-video`` for ``catalog`` and ``limits``."""
-    branches = [model_schema(spec) for spec in catalog]
-    return {
-        "type": "object",
-        "required": ["model"],
-        "properties": {
-            "model": {
-                "type": "string",
-                "description": "A model slug from GET /api/v1/video-models",
-            },
-            **_common(limits),
-        },
-        "oneOf": branches or [{"not": {}}],
-        "description": "Keys not listed are accepted and passed to models that use them.",
-    }
+    """The body of ``POST /api/generate-video`` for ``catalog`` and ``limits``: one branch
+    per model (``model`` is a slug from ``GET /api/v1/video-models``; ``image`` is an alias
+    of ``imageDataUrl``, or of ``imageUrl`` when it holds an http(s) URL). Keys not listed
+    are accepted and passed to the models that use them."""
+    branches = [model_schema(spec, limits) for spec in catalog]
+    return {"type": "object", "oneOf": branches or [{"not": {}}]}

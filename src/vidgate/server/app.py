@@ -14,7 +14,9 @@ from starlette.types import Receive, Scope, Send
 from vidgate.config import Settings
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
+from vidgate.runs.request_schema import submit_schema
 from vidgate.server import errors
+from vidgate.server.common import REQUIRED
 from vidgate.server.fast_path import FastPath
 from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.server.routes import router
@@ -52,6 +54,12 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
     process also does the work; otherwise it only serves the API and separate workers do.
     The server never calls the worker: a submit is a run event that the worker hears."""
 
+    catalog = build_catalog(settings)
+    limits = Limits(
+        prompt_max_chars=settings.limits.prompt_max_chars,
+        image_max_bytes=settings.limits.image_max_bytes,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +67,6 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
             settings.resolved_database_url, busy_timeout_s=settings.database_busy_timeout_s
         )
         await store.listen()
-        catalog = build_catalog(settings)
         state = AppState(
             settings=settings,
             store=store,
@@ -70,10 +77,7 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
                 settings.moderation.blocked_patterns,
                 settings.moderation.message,
             ),
-            limits=Limits(
-                prompt_max_chars=settings.limits.prompt_max_chars,
-                image_max_bytes=settings.limits.image_max_bytes,
-            ),
+            limits=limits,
             limiter=TokenBucketLimiter(
                 settings.limits.submits_per_minute, settings.limits.submit_burst
             ),
@@ -107,13 +111,14 @@ def create_app(settings: Settings, *, background: Background | None = None) -> V
     app.include_router(router)
     app.include_router(status_router)
     app.include_router(webhook_router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, submit_schema(catalog, limits))  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, submit_body: dict[str, Any]) -> dict[str, Any]:
     """FastAPI's schema, with the validation (422) responses it adds removed: vidgate answers
-    invalid parameters with 400 in the route's documented error shape."""
+    invalid parameters with 400 in the route's documented error shape. The submit body is
+    this server's (its models and limits); query parameters are never null."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -124,6 +129,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             operation.get("responses", {}).pop("422", None)
             if route.startswith("/api/") and "401" in operation.get("responses", {}):
                 operation["security"] = [{"apiKeyAuth": []}, {"bearerAuth": []}]
+            for parameter in operation.get("parameters", ()):
+                _not_null(parameter)
+    schema.setdefault("components", {}).setdefault("schemas", {})["SubmitRequest"] = submit_body
     components = schema.get("components", {}).get("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
@@ -133,3 +141,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     }
     app.openapi_schema = schema
     return schema
+
+
+def _not_null(parameter: dict[str, Any]) -> None:
+    """A query parameter is a string when sent (never null); one the route needs (see
+    :func:`vidgate.server.common.needed`) is required."""
+    schema = parameter.get("schema", {})
+    if schema.pop(REQUIRED, False):
+        parameter["required"] = True
+    options = schema.get("anyOf")
+    if options is not None:
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) == 1:
+            schema.pop("anyOf")
+            schema.update(kept[0])

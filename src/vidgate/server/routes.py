@@ -15,7 +15,7 @@ from vidgate.runs.errors import ContentPolicyViolation, InvalidRequest
 from vidgate.runs.submit import prepare_run
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
-from vidgate.server.common import base_url, find_run, output_link, read_json, state_of
+from vidgate.server.common import base_url, find_run, needed, output_link, read_json, state_of
 from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
 from vidgate.storage.local import BadSignature, content_type_for
@@ -32,11 +32,17 @@ SUBMIT_PATH = "/api/generate-video"
     SUBMIT_PATH,
     status_code=202,
     response_model=schemas.SubmitResponse,
-    responses=schemas.error_responses(400, 401, 409, 429, submit=True),
+    responses={
+        202: {"description": "The run, accepted", "links": schemas.RUN_LINKS},
+        **schemas.error_responses(400, 401, 409, 429, submit=True),
+    },
+    operation_id="submitVideo",
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": schemas.SubmitRequest.model_json_schema()}},
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}}
+            },
         }
     },
     summary="Submit a video generation run",
@@ -128,9 +134,9 @@ async def check_targets(state: AppState, new: NewRun) -> None:
 async def content_route(
     request: Request,
     key: Key,
-    runId: Annotated[str | None, Query()] = None,
-    model: Annotated[str | None, Query()] = None,
-    modelSlug: Annotated[str | None, Query()] = None,
+    runId: Annotated[str | None, needed("Run ID returned by the submit")] = None,
+    model: Annotated[str | None, Query(description="Model used for the run")] = None,
+    modelSlug: Annotated[str | None, Query(description="Alias of model")] = None,
 ) -> Response:
     state = state_of(request)
     run = await find_run(state, runId, key, model or modelSlug)
@@ -170,8 +176,8 @@ async def models_route(request: Request) -> JSONResponse:
 async def files_route(
     request: Request,
     key: str,
-    exp: Annotated[str | None, Query()] = None,
-    sig: Annotated[str | None, Query()] = None,
+    exp: Annotated[str | None, needed("Expiry (Unix seconds)")] = None,
+    sig: Annotated[str | None, needed("Signature")] = None,
 ) -> Response:
     state = state_of(request)
     try:
