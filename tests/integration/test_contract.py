@@ -42,9 +42,9 @@ max_wait_s = 0
 allow_private_hosts = true
 """
 )
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 20
 MODEL = "testcard-video"
-STATEFUL_SCENARIOS = 15
+STATEFUL_SCENARIOS = 20
 # The schema this configuration serves, made as the server makes it (the test below checks
 # that the server serves exactly this): pytest collects one test per operation from it.
 OPENAPI = create_app(Settings.model_validate(tomllib.loads(CONFIG))).openapi()
