@@ -4,9 +4,9 @@ coverage and fuzzing of every operation, then stateful sequences along the schem
 (submit → both status routes, cancel, webhook deliveries).
 
 The server runs without a worker, so runs stay queued (a render would cost seconds of CPU
-per generated submit), with long-polls held for 0 s, and webhook receivers on private
-addresses allowed: whether a ``webhookUrl`` resolves to a public address is a DNS question
-no schema can answer (the only submit check left out of the schema besides the moderation
+per generated submit), with long-polls held for 0 s, and webhook receivers and image hosts
+on private addresses allowed: whether a URL resolves to a public address is a DNS question
+no schema can answer (the only submit checks left out of the schema besides the moderation
 policy, see :mod:`vidgate.runs.request_schema`). Finished runs' answers are checked against
 the same schema by :func:`test_finished_runs_match_the_published_schema`.
 """
@@ -40,6 +40,12 @@ max_wait_s = 0
 
 [webhooks]
 allow_private_hosts = true
+
+[models.testcard-image-video]
+backend = "testcard"
+text_to_video = false
+image_to_video = true
+options = { mode = "image", allow_private_hosts = true }
 """
 )
 MAX_EXAMPLES = 20

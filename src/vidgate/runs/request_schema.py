@@ -3,9 +3,9 @@
 The schema is exact: a body it allows is accepted by :func:`vidgate.runs.submit.prepare_run`
 and a body it refuses is answered ``400``, for the models of one catalog and its limits. It
 is built from the same patterns :mod:`vidgate.runs.request` applies, one branch per model
-(``oneOf``, told apart by ``model``) for what each model takes. Two checks are left out
-because no schema can hold them: the moderation policy (``CONTENT_POLICY_VIOLATION``) and,
-unless private hosts are allowed, whether ``webhookUrl`` resolves to a public address.
+(``oneOf``, told apart by ``model``) for what each model takes. Checks no schema can hold
+are left out: the moderation policy (``CONTENT_POLICY_VIOLATION``) and, unless private
+hosts are allowed, whether ``webhookUrl`` and ``imageUrl`` resolve to public addresses.
 """
 
 from __future__ import annotations
