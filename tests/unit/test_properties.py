@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vidgate.runs.status import TERMINAL, Status, can_transition
@@ -20,6 +20,7 @@ from vidgate.worker.remote.outcomes import MAX_BACKOFF_S, backoff_s
 statuses = st.sampled_from(list(Status))
 
 
+@settings(deadline=None)
 @given(st.lists(statuses, max_size=12))
 def test_a_run_moves_forward_only_and_terminal_states_have_no_way_out(
     attempts: list[Status],
@@ -41,6 +42,7 @@ def test_a_run_moves_forward_only_and_terminal_states_have_no_way_out(
         assert not any(can_transition(current, target) for target in Status)
 
 
+@settings(deadline=None)
 @given(statuses)
 def test_every_status_has_its_own_flat_spelling(status: Status) -> None:
     others = [s for s in Status if s is not status]
@@ -82,6 +84,7 @@ def _verifies(storage: LocalStorage, key: str, exp: str, sig: str) -> bool:
     return True
 
 
+@settings(deadline=None)
 @given(keys, st.integers(60, 10**6))
 def test_a_signed_url_verifies_until_it_expires(
     storage: LocalStorage, key: str, ttl_s: int
@@ -95,6 +98,7 @@ def test_a_signed_url_verifies_until_it_expires(
     assert not _verifies(storage, *_parts(old_url))
 
 
+@settings(deadline=None)
 @given(keys, keys, st.integers(60, 10**6), st.integers(-(10**6), 10**6), st.data())
 def test_a_signed_url_fails_for_any_change(
     storage: LocalStorage,
@@ -116,6 +120,7 @@ def test_a_signed_url_fails_for_any_change(
     assert not _verifies(storage, key, exp, "")
 
 
+@settings(deadline=None)
 @given(st.integers(60, 10**6), st.floats(0, 10**9), st.floats(0, 10**7), st.floats(0, 10**7))
 def test_a_link_lasts_at_least_half_its_ttl_and_changes_only_forward(
     ttl_s: int, issued: float, later: float, more: float
@@ -132,6 +137,7 @@ jitters = st.floats(0.8, 1.2)
 retry_afters = st.one_of(st.none(), st.floats(0, 10**5))
 
 
+@settings(deadline=None)
 @given(st.integers(0, 64), st.floats(0.01, 600), jitters, retry_afters)
 def test_backoff_grows_with_failures_up_to_its_cap(
     failures: int, base_s: float, jitter: float, retry_after_s: float | None
@@ -143,6 +149,7 @@ def test_backoff_grows_with_failures_up_to_its_cap(
     assert delay >= min(base_s * 0.8, MAX_BACKOFF_S)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 64), st.floats(0.01, 600), retry_afters)
 def test_backoff_honours_retry_after_and_its_cap_with_random_jitter(
     failures: int, base_s: float, retry_after_s: float | None

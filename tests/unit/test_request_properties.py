@@ -245,6 +245,7 @@ def test_a_normalised_request_normalises_to_itself(body: dict[str, Any]) -> None
     assert GenerationRequest.from_json(json.loads(json.dumps(request.to_json()))) == request
 
 
+@settings(deadline=None)
 @given(st.integers(0, 10**6), st.integers(0, 10**6))
 def test_integer_patterns_are_their_ranges(low: int, n: int) -> None:
     high = low + n // 2
@@ -255,6 +256,7 @@ def test_integer_patterns_are_their_ranges(low: int, n: int) -> None:
     assert (re.fullmatch(integer_pattern(low, None), str(n)) is not None) == (n >= low)
 
 
+@settings(deadline=None)
 @given(st.integers(0, 130), st.integers(0, 130), st.one_of(digits, seconds_forms))
 def test_duration_patterns_hold_exactly_the_seconds_in_their_range(
     low: int, span: int, value: object
