@@ -100,7 +100,14 @@ def test_submit_status_and_cancel_sequences_answer_as_documented(
     auth = {"apiKeyAuth": {"api_key": key}, "bearerAuth": {"bearer": key}}
     config = _config(**{"base-url": contract_server.base_url, "auth": {"openapi": auth}})
     stateful = schemathesis.openapi.from_dict(OPENAPI, config=config)
-    stateful.as_state_machine().run(
+    reached: set[tuple[str, int]] = set()
+
+    class Sequences(stateful.as_state_machine()):  # type: ignore[misc]
+        def after_call(self, response: Any, case: Any) -> None:
+            super().after_call(response, case)
+            reached.add((case.operation.label, response.status_code))
+
+    Sequences.run(
         settings=hypothesis.settings(
             max_examples=STATEFUL_SCENARIOS,
             stateful_step_count=6,
@@ -111,6 +118,14 @@ def test_submit_status_and_cancel_sequences_answer_as_documented(
             suppress_health_check=list(hypothesis.HealthCheck),
         )
     )
+    # The links were followed: real runs were polled on both routes and cancelled.
+    for label in (
+        "GET /api/generate-video/status",
+        "GET /api/video/status",
+        "POST /api/generate-video/cancel",
+        "GET /api/generate-video/webhooks",
+    ):
+        assert (label, 200) in reached, sorted(reached)
 
 
 def _undeclared(value: Any, schema: dict[str, Any], components: dict[str, Any]) -> list[str]:
