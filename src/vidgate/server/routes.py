@@ -26,6 +26,7 @@ from vidgate.views import encode, iso, submit_response
 router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
 SUBMIT_PATH = "/api/generate-video"
+IDEMPOTENCY_KEY_MAX = 200
 
 
 @router.post(
@@ -43,7 +44,17 @@ SUBMIT_PATH = "/api/generate-video"
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}}
             },
-        }
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "extension: a repeat within 24 h returns the first answer "
+                "(Idempotent-Replayed: true); the same key with another body is 409",
+                "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+            }
+        ],
     },
     summary="Submit a video generation run",
 )
@@ -66,8 +77,10 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
         )
     body = await read_json(request, state.settings.server.max_body_bytes)
     idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
-        raise ApiError(400, "the Idempotency-Key header must be 1 to 200 characters")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+        raise ApiError(
+            400, f"the Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_MAX} characters"
+        )
     try:
         new = prepare_run(
             body,
