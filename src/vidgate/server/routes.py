@@ -35,7 +35,7 @@ IDEMPOTENCY_KEY_MAX = 200
     response_model=schemas.SubmitResponse,
     responses={
         202: {"description": "The run, accepted", "links": schemas.RUN_LINKS},
-        **schemas.error_responses(400, 401, 409, 429, submit=True),
+        **schemas.error_responses(400, 401, 409, 429, 503, submit=True),
     },
     operation_id="submitVideo",
     openapi_extra={
@@ -138,7 +138,7 @@ async def check_targets(state: AppState, new: NewRun) -> None:
     "/api/generate-video/content",
     responses={
         302: {"description": "Redirect to the video's signed URL"},
-        **schemas.error_responses(400, 401, 404),
+        **schemas.error_responses(400, 401, 404, 503),
     },
     response_class=RedirectResponse,
     status_code=302,
@@ -202,7 +202,11 @@ async def files_route(
     return FileResponse(path, media_type=content_type_for(key))
 
 
-@router.get("/healthz", summary="Liveness and database check")
+@router.get(
+    "/healthz",
+    responses=schemas.error_responses(503),
+    summary="Liveness and database check",
+)
 async def healthz(request: Request) -> dict[str, Any]:
     """Cheap however many runs are stored: it counts the runs in flight only."""
     state = state_of(request)

@@ -193,6 +193,7 @@ def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[s
         404: "Run not found (or it belongs to another key)",
         409: "Idempotency-Key reused with a different body",
         429: "Too many submits; see Retry-After",
+        503: "The database is unavailable for now; see Retry-After",
     }
     model = SubmitError if submit else Error
     return {code: {"model": model, "description": texts.get(code, "Error")} for code in codes}

@@ -31,7 +31,7 @@ from vidgate.store.records import KeyRecord, RunView
 
 router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
-_STATUS_ERRORS = schemas.error_responses(400, 401, 404)
+_STATUS_ERRORS = schemas.error_responses(400, 401, 404, 503)
 LONG_POLL_HEADER = "Vidgate-Long-Poll"
 SSE_RETRY_MS = 2000
 """How long an EventSource waits before it reconnects (sent as ``retry:``)."""
@@ -194,7 +194,7 @@ async def _closing(
 @router.post(
     "/api/generate-video/cancel",
     response_model=schemas.UnifiedVideoStatusResponse,
-    responses=schemas.error_responses(400, 401, 404),
+    responses=schemas.error_responses(400, 401, 404, 503),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -46,7 +46,7 @@ def _delivery(delivery: DeliveryRecord) -> dict[str, Any]:
 @router.get(
     "/api/generate-video/webhooks",
     response_model=schemas.WebhookDeliveries,
-    responses=schemas.error_responses(400, 401, 404),
+    responses=schemas.error_responses(400, 401, 404, 503),
     summary="A run's webhook deliveries and every attempt (extension)",
     operation_id="getWebhookDeliveries",
 )
@@ -72,7 +72,7 @@ async def deliveries_route(
     status_code=202,
     response_model=schemas.WebhookDelivery,
     responses={
-        **schemas.error_responses(400, 401, 404),
+        **schemas.error_responses(400, 401, 404, 503),
         409: {
             "model": schemas.Error,
             "description": "The run has no webhook delivery yet, or an attempt is in flight",
