@@ -215,11 +215,11 @@ def test_openapi_describes_every_route_with_upstream_schemas(live_server: LiveSe
     spec = httpx.get(f"{live_server.base_url}/openapi.json").json()
     paths = spec["paths"]
     expected = {
-        ("/api/generate-video", "post"): {"202", "400", "401", "409", "429"},
-        ("/api/generate-video/status", "get"): {"200", "400", "401", "404"},
-        ("/api/video/status", "get"): {"200", "400", "401", "404"},
-        ("/api/generate-video/cancel", "post"): {"200", "400", "401", "404"},
-        ("/api/generate-video/content", "get"): {"302", "400", "401", "404"},
+        ("/api/generate-video", "post"): {"202", "400", "401", "409", "429", "503"},
+        ("/api/generate-video/status", "get"): {"200", "400", "401", "404", "503"},
+        ("/api/video/status", "get"): {"200", "400", "401", "404", "503"},
+        ("/api/generate-video/cancel", "post"): {"200", "400", "401", "404", "503"},
+        ("/api/generate-video/content", "get"): {"302", "400", "401", "404", "503"},
         ("/api/v1/video-models", "get"): {"200"},
         ("/files/{key}", "get"): {"200", "206", "403", "404"},
         ("/healthz", "get"): {"200", "503"},

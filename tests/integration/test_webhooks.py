@@ -402,12 +402,12 @@ def test_openapi_documents_the_delivery_routes(hooks: LiveServer) -> None:
     spec = httpx.get(f"{hooks.base_url}/openapi.json").json()
     paths = spec["paths"]
     log = paths["/api/generate-video/webhooks"]["get"]
-    assert set(log["responses"]) == {"200", "400", "401", "404"}
+    assert set(log["responses"]) == {"200", "400", "401", "404", "503"}
     assert log["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/WebhookDeliveries"
     }
     again = paths["/api/generate-video/webhooks/redeliver"]["post"]
-    assert set(again["responses"]) == {"202", "400", "401", "404", "409"}
+    assert set(again["responses"]) == {"202", "400", "401", "404", "409", "503"}
     assert "requestBody" in again
     schemas = spec["components"]["schemas"]
     assert set(schemas["WebhookDelivery"]["properties"]) == {

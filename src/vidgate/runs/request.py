@@ -8,8 +8,7 @@ message a person can act on.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,9 +19,38 @@ from vidgate.runs.webhooks import DEFAULT_EVENTS, parse_events
 
 ASPECT_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "auto")
 IMAGE_DATA_URL_KEYS = ("imageDataUrl", "image_data_url", "image")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s?\s*$", re.IGNORECASE)
-_RESOLUTION_RE = re.compile(r"^(\d{3,4})p$|^(\d{3,4})x(\d{3,4})$|^[124]k$", re.IGNORECASE)
-_DATA_URL_RE = re.compile(r"^data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,", re.IGNORECASE)
+IMAGE_KEYS = (*IMAGE_DATA_URL_KEYS, "imageUrl")
+WEBHOOK_URL_MAX_CHARS = 2000
+SEED_RANGE = (-(2**63), 2**63 - 1)
+MAX_DURATION_S = 86_400
+"""No model takes a run longer than a day, whatever its parameters say."""
+
+# The patterns below are also the published JSON Schema of a submit (see
+# :mod:`vidgate.runs.request_schema`): each is applied here as JSON Schema applies a
+# pattern (``re.search``), so what the schema allows and what is accepted are one set.
+# Letters are matched by explicit classes, not flags, and digits as [0-9].
+DURATION_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+DURATION_PATTERN = r"^\s*({number})\s*[sS]?\s*$"
+SEED_PATTERN = r"^\s*(-?)0*([0-9]+)\s*$"
+RESOLUTION_FORMS = r"[0-9]{3,4}[pP]|[0-9]{3,4}[xX][0-9]{3,4}|[124][kK]"
+RESOLUTION_PATTERN = rf"^\s*({RESOLUTION_FORMS})\s*$"
+HTTP_URL_PATTERN = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/]"
+WEBHOOK_URL_PATTERN = r"^[hH][tT][tT][pP][sS]?://[^\s/]"
+DATA_URL_PREFIX = (
+    r"^[dD][aA][tT][aA]:(?:[iI][mM][aA][gG][eE]/[a-zA-Z0-9.+-]+)?(?:;[a-zA-Z0-9=.+-]+)*"
+    r";[bB][aA][sS][eE]64,"
+)
+BASE64_CHAR = "[A-Za-z0-9+/]"
+BASE64_PATTERN = rf"^(?:{BASE64_CHAR}{{4}})*(?:{BASE64_CHAR}{{2}}==|{BASE64_CHAR}{{3}}=)?$"
+NON_BLANK_PATTERN = r"\S"
+
+_DURATION_RE = re.compile(DURATION_PATTERN.format(number=DURATION_NUMBER))
+_SEED_RE = re.compile(SEED_PATTERN)
+_RESOLUTION_RE = re.compile(RESOLUTION_PATTERN)
+_HTTP_URL_RE = re.compile(HTTP_URL_PATTERN)
+_WEBHOOK_URL_RE = re.compile(WEBHOOK_URL_PATTERN)
+_DATA_URL_RE = re.compile(DATA_URL_PREFIX)
+_BASE64_RE = re.compile(BASE64_PATTERN)
 # Keys this module interprets; every other key is kept in ``extra`` for backends that want it.
 _KNOWN = {
     "model",
@@ -79,6 +107,29 @@ class GenerationRequest:
             "extra": self.extra,
         }
 
+    def to_body(self) -> dict[str, Any]:
+        """The request as a submit body in the canonical spelling of each field (``duration``
+        in seconds, ``imageDataUrl``, only the optional webhook events); normalising it
+        gives this request back."""
+        body: dict[str, Any] = {**self.extra, "model": self.model}
+        for key, value in (
+            ("prompt", self.prompt),
+            ("negative_prompt", self.negative_prompt),
+            ("duration", self.duration_s),
+            ("aspect_ratio", self.aspect_ratio),
+            ("resolution", self.resolution),
+            ("seed", self.seed),
+            ("imageDataUrl", self.image_data_url),
+            ("imageUrl", self.image_url),
+            ("webhookUrl", self.webhook_url),
+        ):
+            if value is not None:
+                body[key] = value
+        optional = sorted(set(self.webhook_events) - DEFAULT_EVENTS)
+        if optional:
+            body["webhookEvents"] = optional
+        return body
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GenerationRequest:
         values: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__ if k != "extra"}
@@ -117,17 +168,26 @@ def parse_duration(value: object, key: str = "duration") -> float | None:
         return None
     if isinstance(value, bool):
         raise InvalidRequest(f"'{key}' must be a number of seconds like 5 or \"5s\"", field=key)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
-        seconds = float(m.group(1))
-    else:
+    seconds: float | None = None
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (m := _DURATION_RE.search(value)):
+            seconds = float(m.group(1))
+    except OverflowError:
+        seconds = math.inf
+    if seconds is None:
         raise InvalidRequest(
             f'\'{key}\' must be a number of seconds like 5, "5" or "5s"; got {value!r:.40}',
             field=key,
         )
     if not seconds > 0:
         raise InvalidRequest(f"'{key}' must be more than 0 seconds", field=key)
+    if seconds > MAX_DURATION_S:
+        raise InvalidRequest(
+            f"'{key}' must be at most {MAX_DURATION_S} seconds (a day); got {value!r:.40}",
+            field=key,
+        )
     return seconds
 
 
@@ -140,39 +200,58 @@ def parse_seed(value: object) -> int | None:
         seed = value
     elif isinstance(value, float) and value.is_integer():
         seed = int(value)
-    elif isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value.strip()):
-        seed = int(value.strip())
+    elif isinstance(value, str) and (m := _SEED_RE.search(value)):
+        sign, digits = m.groups()
+        # More digits than 64 bits hold are out of range without converting them.
+        seed = int(sign + digits) if len(digits) <= 19 else SEED_RANGE[1] + 1
     else:
         raise InvalidRequest(f"'seed' must be an integer; got {value!r:.40}", field="seed")
-    if not -(2**63) <= seed < 2**63:
+    low, high = SEED_RANGE
+    if not low <= seed <= high:
         raise InvalidRequest("'seed' must fit in 64 bits", field="seed")
     return seed
 
 
-def decoded_size(data_url: str) -> int:
-    """Bytes the base64 payload of a data URL decodes to (without decoding it)."""
-    payload = data_url.split(",", 1)[1]
-    stripped = payload.rstrip("=")
-    return len(stripped) * 3 // 4
+def decoded_size(payload: str) -> int:
+    """Bytes a valid base64 payload decodes to (without decoding it)."""
+    return len(payload.rstrip("=")) * 3 // 4
 
 
 def check_image_data_url(value: str, limits: Limits, key: str) -> None:
-    if not _DATA_URL_RE.match(value):
+    if not _DATA_URL_RE.search(value):
         raise InvalidRequest(
             f"'{key}' must be a data URL like 'data:image/png;base64,...'", field=key
         )
-    size = decoded_size(value)
+    payload = _BASE64_RE.search(value.split(",", 1)[1])
+    if payload is None:
+        raise InvalidRequest(f"'{key}' does not hold valid base64 data", field=key)
+    size = decoded_size(payload.group())
     if size > limits.image_max_bytes:
         raise InvalidRequest(
             f"'{key}' decodes to {size} bytes; the limit is {limits.image_max_bytes} bytes. "
             "Host the image and send 'imageUrl' instead.",
             field=key,
         )
-    payload = value.split(",", 1)[1]
-    try:
-        base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"'{key}' does not hold valid base64 data", field=key) from None
+
+
+def _images(body: Mapping[str, Any], limits: Limits) -> tuple[str | None, str | None]:
+    """``(image_data_url, image_url)``. Every image key that is set (not null, not empty)
+    must be valid; ``image`` holds either a data URL or an http(s) URL. The first data URL
+    (in the order of :data:`IMAGE_DATA_URL_KEYS`) and ``imageUrl`` before ``image`` win."""
+    data_url = url = None
+    for key in IMAGE_KEYS:  # imageUrl comes last
+        value = _string(body, key)
+        if not value:
+            continue
+        if key == "imageUrl" or (key == "image" and not _DATA_URL_RE.search(value)):
+            if not _HTTP_URL_RE.search(value):
+                hint = "a data URL or an http(s) URL" if key == "image" else "an http(s) URL"
+                raise InvalidRequest(f"'{key}' must be {hint}", field=key)
+            url = value.strip() if key == "imageUrl" or url is None else url
+        else:
+            check_image_data_url(value, limits, key)
+            data_url = data_url or value
+    return data_url, url
 
 
 def normalise(body: object, limits: Limits | None = None) -> GenerationRequest:
@@ -210,38 +289,21 @@ def normalise(body: object, limits: Limits | None = None) -> GenerationRequest:
         )
     resolution = _string(body, "resolution")
     if resolution is not None:
-        resolution = resolution.strip().lower()
-        if not _RESOLUTION_RE.match(resolution):
+        if not (m := _RESOLUTION_RE.search(resolution)):
             raise InvalidRequest(
                 f"'resolution' must look like 720p or 1280x720; got {resolution!r:.40}",
                 field="resolution",
             )
+        resolution = m.group(1).lower()
 
-    image_data_url = None
-    for key in IMAGE_DATA_URL_KEYS:
-        value = _string(body, key)
-        if value:
-            if key == "image" and not value.startswith("data:"):
-                # Some clients send a plain URL in ``image``; treat it as ``imageUrl``.
-                break
-            check_image_data_url(value, limits, key)
-            image_data_url = value
-            break
-    image_url = _string(body, "imageUrl")
-    if image_url is None and image_data_url is None:
-        plain = body.get("image")
-        if isinstance(plain, str) and plain:
-            image_url = plain
-    if image_url is not None:
-        image_url = image_url.strip()
-        if not re.match(r"^https?://[^\s/]+", image_url, re.IGNORECASE):
-            raise InvalidRequest("'imageUrl' must be an http(s) URL", field="imageUrl")
-
+    image_data_url, image_url = _images(body, limits)
     webhook_url = _string(body, "webhookUrl")
-    if webhook_url is not None and not re.match(r"^https?://[^\s/]+", webhook_url, re.I):
+    if webhook_url is not None and not _WEBHOOK_URL_RE.search(webhook_url):
         raise InvalidRequest("'webhookUrl' must be an http(s) URL", field="webhookUrl")
-    if webhook_url is not None and len(webhook_url) > 2000:
-        raise InvalidRequest("'webhookUrl' is longer than 2000 characters", field="webhookUrl")
+    if webhook_url is not None and len(webhook_url) > WEBHOOK_URL_MAX_CHARS:
+        raise InvalidRequest(
+            f"'webhookUrl' is longer than {WEBHOOK_URL_MAX_CHARS} characters", field="webhookUrl"
+        )
     webhook_events = parse_events(body.get("webhookEvents"))
 
     extra = {k: v for k, v in body.items() if k not in _KNOWN}

@@ -15,7 +15,9 @@ from starlette.types import Receive, Scope, Send
 from vidgate.config import Settings
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
+from vidgate.runs.request_schema import submit_schema
 from vidgate.server import errors
+from vidgate.server.common import REQUIRED
 from vidgate.server.fast_path import FastPath
 from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.server.routes import router
@@ -65,6 +67,12 @@ def create_app(
     If the background work stops on its own (it failed), ``/healthz`` answers 503 from then
     on and ``on_background_exit`` is told why (``vidgate serve`` then exits non-zero)."""
 
+    catalog = build_catalog(settings)
+    limits = Limits(
+        prompt_max_chars=settings.limits.prompt_max_chars,
+        image_max_bytes=settings.limits.image_max_bytes,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +82,6 @@ def create_app(
             durability=settings.durability,
         )
         await store.listen()
-        catalog = build_catalog(settings)
         state = AppState(
             settings=settings,
             store=store,
@@ -85,10 +92,7 @@ def create_app(
                 settings.moderation.blocked_patterns,
                 settings.moderation.message,
             ),
-            limits=Limits(
-                prompt_max_chars=settings.limits.prompt_max_chars,
-                image_max_bytes=settings.limits.image_max_bytes,
-            ),
+            limits=limits,
             limiter=TokenBucketLimiter(
                 settings.limits.submits_per_minute, settings.limits.submit_burst
             ),
@@ -133,7 +137,7 @@ def create_app(
     app.include_router(router)
     app.include_router(status_router)
     app.include_router(webhook_router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, submit_schema(catalog, limits))  # type: ignore[method-assign]
     return app
 
 
@@ -153,9 +157,10 @@ def _failure(task: asyncio.Task[None], stop: asyncio.Event) -> str | None:
     return f"{type(error).__name__}: {error}"
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, submit_body: dict[str, Any]) -> dict[str, Any]:
     """FastAPI's schema, with the validation (422) responses it adds removed: vidgate answers
-    invalid parameters with 400 in the route's documented error shape."""
+    invalid parameters with 400 in the route's documented error shape. The submit body is
+    this server's (its models and limits); query parameters are never null."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -166,6 +171,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             operation.get("responses", {}).pop("422", None)
             if route.startswith("/api/") and "401" in operation.get("responses", {}):
                 operation["security"] = [{"apiKeyAuth": []}, {"bearerAuth": []}]
+            for parameter in operation.get("parameters", ()):
+                _not_null(parameter)
+    schema.setdefault("components", {}).setdefault("schemas", {})["SubmitRequest"] = submit_body
     components = schema.get("components", {}).get("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
@@ -175,3 +183,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     }
     app.openapi_schema = schema
     return schema
+
+
+def _not_null(parameter: dict[str, Any]) -> None:
+    """A query parameter is a string when sent (never null); one the route needs (see
+    :func:`vidgate.server.common.needed`) is required."""
+    schema = parameter.get("schema", {})
+    if schema.pop(REQUIRED, False):
+        parameter["required"] = True
+    options = schema.get("anyOf")
+    if options is not None:
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) == 1:
+            schema.pop("anyOf")
+            schema.update(kept[0])

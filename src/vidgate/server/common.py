@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import Request
+from fastapi import Query, Request
 
 from vidgate import views
 from vidgate.server.errors import ApiError
@@ -24,7 +24,19 @@ def base_url(request: Request, state: AppState) -> str:
     return state.settings.server.public_base_url or str(request.base_url).rstrip("/")
 
 
-async def read_json(request: Request, limit: int) -> Any:
+REQUIRED = "x-vidgate-required"
+"""Marks a query parameter the API needs, though the route reads it as optional to answer
+its absence itself (see :func:`vidgate.server.app.create_app`'s schema)."""
+
+
+def needed(description: str) -> Any:
+    """A query parameter that must be given and not be empty."""
+    return Query(description=description, json_schema_extra={REQUIRED: True, "minLength": 1})
+
+
+async def read_json(
+    request: Request, limit: int, expected: str = "a JSON object with at least 'model'"
+) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(
@@ -40,7 +52,7 @@ async def read_json(request: Request, limit: int) -> Any:
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
-        raise ApiError(400, "the request body is empty; send a JSON object with at least 'model'")
+        raise ApiError(400, f"the request body is empty; send {expected}")
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
@@ -59,6 +71,23 @@ async def read_json(request: Request, limit: int) -> Any:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"the request body contains {name}, which is not valid JSON")
+
+
+async def run_reference(request: Request, purpose: str) -> str:
+    """The run a request body names (``schemas.RUN_REFERENCE``): ``runId``, or its alias
+    ``requestId``; each one sent must be a non-empty string."""
+    expected = f"a JSON object with the 'runId' {purpose}"
+    body = await read_json(request, 64 * 1024, expected)
+    if not isinstance(body, dict):
+        raise ApiError(400, f"send {expected}")
+    for name in ("runId", "requestId"):
+        value = body.get(name, "-")
+        if not isinstance(value, str) or not value:
+            raise ApiError(400, f"'{name}' must be a run id (a non-empty string); send {expected}")
+    run_id = body.get("runId") or body.get("requestId")
+    if run_id is None:
+        raise ApiError(400, f"send {expected}")
+    return str(run_id)
 
 
 async def find_run(

@@ -15,7 +15,7 @@ from vidgate.runs.errors import ContentPolicyViolation, InvalidRequest
 from vidgate.runs.submit import prepare_run
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
-from vidgate.server.common import base_url, find_run, output_link, read_json, state_of
+from vidgate.server.common import base_url, find_run, needed, output_link, read_json, state_of
 from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
 from vidgate.storage.local import BadSignature, content_type_for
@@ -26,18 +26,35 @@ from vidgate.views import encode, iso, submit_response
 router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
 SUBMIT_PATH = "/api/generate-video"
+IDEMPOTENCY_KEY_MAX = 200
 
 
 @router.post(
     SUBMIT_PATH,
     status_code=202,
     response_model=schemas.SubmitResponse,
-    responses=schemas.error_responses(400, 401, 409, 429, submit=True),
+    responses={
+        202: {"description": "The run, accepted", "links": schemas.RUN_LINKS},
+        **schemas.error_responses(400, 401, 409, 429, 503, submit=True),
+    },
+    operation_id="submitVideo",
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": schemas.SubmitRequest.model_json_schema()}},
-        }
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}}
+            },
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "extension: a repeat within 24 h returns the first answer "
+                "(Idempotent-Replayed: true); the same key with another body is 409",
+                "schema": {"type": "string", "minLength": 1, "maxLength": IDEMPOTENCY_KEY_MAX},
+            }
+        ],
     },
     summary="Submit a video generation run",
 )
@@ -68,8 +85,10 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
 async def _accept(state: AppState, request: Request, key: KeyRecord) -> Response:
     body = await read_json(request, state.settings.server.max_body_bytes)
     idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
-        raise ApiError(400, "the Idempotency-Key header must be 1 to 200 characters")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+        raise ApiError(
+            400, f"the Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_MAX} characters"
+        )
     try:
         new = prepare_run(
             body,
@@ -127,7 +146,7 @@ async def check_targets(state: AppState, new: NewRun) -> None:
     "/api/generate-video/content",
     responses={
         302: {"description": "Redirect to the video's signed URL"},
-        **schemas.error_responses(400, 401, 404),
+        **schemas.error_responses(400, 401, 404, 503),
     },
     response_class=RedirectResponse,
     status_code=302,
@@ -136,9 +155,9 @@ async def check_targets(state: AppState, new: NewRun) -> None:
 async def content_route(
     request: Request,
     key: Key,
-    runId: Annotated[str | None, Query()] = None,
-    model: Annotated[str | None, Query()] = None,
-    modelSlug: Annotated[str | None, Query()] = None,
+    runId: Annotated[str | None, needed("Run ID returned by the submit")] = None,
+    model: Annotated[str | None, Query(description="Model used for the run")] = None,
+    modelSlug: Annotated[str | None, Query(description="Alias of model")] = None,
 ) -> Response:
     state = state_of(request)
     run = await find_run(state, runId, key, model or modelSlug)
@@ -178,8 +197,8 @@ async def models_route(request: Request) -> JSONResponse:
 async def files_route(
     request: Request,
     key: str,
-    exp: Annotated[str | None, Query()] = None,
-    sig: Annotated[str | None, Query()] = None,
+    exp: Annotated[str | None, needed("Expiry (Unix seconds)")] = None,
+    sig: Annotated[str | None, needed("Signature")] = None,
 ) -> Response:
     state = state_of(request)
     try:

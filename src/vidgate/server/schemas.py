@@ -13,14 +13,35 @@ from pydantic import BaseModel, ConfigDict, Field
 from vidgate.runs.status import Status
 
 
-class Error(BaseModel):
+def _left_out_not_null(schema: dict[str, Any]) -> None:
+    """An optional field is left out when it does not apply, never sent as ``null``
+    (OpenAPI 3.1 has no ``nullable``): its schema is the value's alone."""
+    required = set(schema.get("required", ()))
+    for name, field in schema.get("properties", {}).items():
+        if name in required:
+            continue
+        field.pop("default", None)
+        options = field.get("anyOf")
+        if options is not None:
+            kept = [option for option in options if option != {"type": "null"}]
+            field.pop("anyOf")
+            field.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+
+
+class _Wire(BaseModel):
+    """A response body: exactly these fields (``additionalProperties: false``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_left_out_not_null)
+
+
+class Error(_Wire):
     """The upstream ``Error`` schema, used by every route but submit."""
 
     error: int = Field(description="HTTP status code")
     message: str
 
 
-class SubmitErrorDetail(BaseModel):
+class SubmitErrorDetail(_Wire):
     message: str
     type: str = Field(
         description="invalid_request_error, CONTENT_POLICY_VIOLATION, authentication_error, "
@@ -28,32 +49,14 @@ class SubmitErrorDetail(BaseModel):
     )
 
 
-class SubmitError(BaseModel):
+class SubmitError(_Wire):
     """The upstream submit error envelope."""
 
     error: SubmitErrorDetail
     status: int
 
 
-class SubmitRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    model: str = Field(description="A model slug from GET /api/v1/video-models")
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    duration: str | int | None = Field(None, description='"5", "5s" and 5 all mean 5 seconds')
-    seconds: str | None = Field(None, description="Sora-style alias of duration")
-    aspect_ratio: Literal["16:9", "9:16", "1:1", "4:3", "3:4", "21:9", "auto"] | None = None
-    resolution: str | None = Field(None, description="480p, 720p, 1080p, ...")
-    seed: int | str | None = None
-    imageDataUrl: str | None = Field(
-        None, description="data:image/...;base64,... (aliases image_data_url, image)"
-    )
-    imageUrl: str | None = None
-    webhookUrl: str | None = None
-
-
-class SubmitResponse(BaseModel):
+class SubmitResponse(_Wire):
     runId: str
     id: str
     status: Literal["pending"]
@@ -63,25 +66,23 @@ class SubmitResponse(BaseModel):
     remainingBalance: float | None
 
 
-class VideoRef(BaseModel):
+class VideoRef(_Wire):
     url: str
 
 
-class Output(BaseModel):
+class Output(_Wire):
     video: VideoRef
 
 
-class StatusData(BaseModel):
+class _StatusData(_Wire):
     status: Status = Field(description="Current status")
-    request_id: str | None = Field(None, description="Provider request identifier")
-    requestId: str | None = Field(None, description="Run id (unified route)")
-    output: Output | None = None
-    cost: float | None = None
-    error: str | None = None
-    isNSFWError: bool | None = None
-    userFriendlyError: str | None = None
+    output: Output | None = Field(None, description="Only when COMPLETED")
+    cost: float
+    error: str | None = Field(None, description="Why the run failed or was cancelled")
+    isNSFWError: bool | None = Field(None, description="On FAILED: a content-policy failure")
+    userFriendlyError: str | None = Field(None, description="On FAILED, when there is one")
     progress: float | None = Field(None, description="extension: 0-100")
-    queuePosition: int | None = Field(None, description="extension")
+    queuePosition: int | None = Field(None, description="extension: while IN_QUEUE")
     createdAt: str | None = Field(None, description="extension: ISO 8601")
     startedAt: str | None = Field(None, description="extension: ISO 8601")
     completedAt: str | None = Field(None, description="extension: ISO 8601")
@@ -89,11 +90,19 @@ class StatusData(BaseModel):
     expiresAt: str | None = Field(None, description="extension: when output.video.url expires")
 
 
-class GenerateVideoStatusResponse(BaseModel):
-    data: StatusData
+class LegacyStatusData(_StatusData):
+    request_id: str = Field(description="The provider's request id; the run id for local runs")
 
 
-class UnifiedVideoStatusResponse(BaseModel):
+class UnifiedStatusData(_StatusData):
+    requestId: str = Field(description="The run id")
+
+
+class GenerateVideoStatusResponse(_Wire):
+    data: LegacyStatusData
+
+
+class UnifiedVideoStatusResponse(_Wire):
     requestId: str
     model: str
     status: Literal["queued", "processing", "completed", "failed", "cancelled"]
@@ -103,21 +112,31 @@ class UnifiedVideoStatusResponse(BaseModel):
     error: str | None
     createdAt: str | None
     completedAt: str | None
-    data: StatusData
+    isNSFWError: bool | None = Field(None, description="On failed: a content-policy failure")
+    userFriendlyError: str | None = Field(None, description="On failed, when there is one")
+    data: UnifiedStatusData
 
 
-class CancelRequest(BaseModel):
-    runId: str
+RUN_REFERENCE: dict[str, Any] = {
+    "title": "RunReference",
+    "description": "The run, as runId or its alias requestId (runId wins when both are sent)",
+    "type": "object",
+    "properties": {
+        "runId": {"type": "string", "minLength": 1, "description": "The run id"},
+        "requestId": {"type": "string", "minLength": 1, "description": "Alias of runId"},
+    },
+    "anyOf": [{"required": ["runId"]}, {"required": ["requestId"]}],
+}
 
 
-class WebhookAttempt(BaseModel):
+class WebhookAttempt(_Wire):
     at: str = Field(description="ISO 8601: when the attempt was made")
     statusCode: int | None = Field(description="The receiver's HTTP status; null if none came")
     error: str | None = Field(description="Why the attempt did not count as delivered")
     durationMs: float | None = Field(description="How long the attempt took")
 
 
-class WebhookDelivery(BaseModel):
+class WebhookDelivery(_Wire):
     id: str = Field(description="The message's webhook-id, the same on every attempt")
     type: str = Field(description="video.completed, video.failed, video.cancelled, ...")
     status: Literal["pending", "delivered", "failed", "gone"] = Field(
@@ -133,20 +152,37 @@ class WebhookDelivery(BaseModel):
     log: list[WebhookAttempt] = Field(description="The attempts, oldest first (the last 50)")
 
 
-class WebhookDeliveries(BaseModel):
+class WebhookDeliveries(_Wire):
     runId: str
     webhookUrl: str | None = Field(description="Where the run's webhooks go; null: nowhere")
     deliveries: list[WebhookDelivery] = Field(description="Oldest first")
 
 
-class RedeliverRequest(BaseModel):
-    runId: str
-
-
-class ModelList(BaseModel):
+class ModelList(_Wire):
     object: Literal["list"]
     data: list[dict[str, Any]]
     meta: dict[str, Any]
+
+
+RUN_LINKS: dict[str, Any] = {
+    "GetVideoStatusLegacy": {
+        "operationId": "getVideoStatusLegacy",
+        "parameters": {"runId": "$response.body#/runId", "modelSlug": "$response.body#/model"},
+    },
+    "GetVideoStatus": {
+        "operationId": "getVideoStatus",
+        "parameters": {"requestId": "$response.body#/runId"},
+    },
+    "CancelVideo": {
+        "operationId": "cancelVideo",
+        "requestBody": {"runId": "$response.body#/runId"},
+    },
+    "GetWebhookDeliveries": {
+        "operationId": "getWebhookDeliveries",
+        "parameters": {"runId": "$response.body#/runId"},
+    },
+}
+"""What a submit's answer leads to (OpenAPI links): its status, its cancel, its webhooks."""
 
 
 def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[str, Any]]:
@@ -157,7 +193,10 @@ def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[s
         404: "Run not found (or it belongs to another key)",
         409: "Idempotency-Key reused with a different body",
         429: "Too many submits; see Retry-After",
-        503: "This process's worker has stopped",
+        503: (
+            "The database is unavailable for now (see Retry-After); on /healthz also: "
+            "this process's worker has stopped"
+        ),
     }
     model = SubmitError if submit else Error
     return {code: {"model": model, "description": texts.get(code, "Error")} for code in codes}

@@ -15,7 +15,7 @@ from vidgate import views
 from vidgate.events.hub import Watch
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
-from vidgate.server.common import base_url, find_run, read_json, state_of
+from vidgate.server.common import base_url, find_run, needed, run_reference, state_of
 from vidgate.server.errors import ApiError
 from vidgate.server.polls import (
     LEGACY_PATH,
@@ -31,7 +31,7 @@ from vidgate.store.records import KeyRecord, RunView
 
 router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
-_STATUS_ERRORS = schemas.error_responses(400, 401, 404)
+_STATUS_ERRORS = schemas.error_responses(400, 401, 404, 503)
 LONG_POLL_HEADER = "Vidgate-Long-Poll"
 SSE_RETRY_MS = 2000
 """How long an EventSource waits before it reconnects (sent as ``retry:``)."""
@@ -70,13 +70,14 @@ async def _status(
     response_model=schemas.GenerateVideoStatusResponse,
     responses=_STATUS_ERRORS,
     summary="Poll a run (legacy route, needs the model)",
+    operation_id="getVideoStatusLegacy",
 )
 async def legacy_status_route(
     request: Request,
     key: Key,
-    runId: Annotated[str | None, Query(description="Run ID returned by the submit")] = None,
-    modelSlug: Annotated[str | None, Query(description="Model used for the run")] = None,
-    model: Annotated[str | None, Query(description="Alias of modelSlug")] = None,
+    runId: Annotated[str | None, needed("Run ID returned by the submit")] = None,
+    modelSlug: Annotated[str | None, needed("Model used for the run")] = None,
+    model: Annotated[str | None, Query(description="Alias of modelSlug (if it is absent)")] = None,
     waitSeconds: WaitSeconds = None,
 ) -> Response:
     run_id, slug = legacy_params(runId, modelSlug, model)
@@ -88,12 +89,13 @@ async def legacy_status_route(
     response_model=schemas.UnifiedVideoStatusResponse,
     responses=_STATUS_ERRORS,
     summary="Poll a run (unified route)",
+    operation_id="getVideoStatus",
 )
 async def unified_status_route(
     request: Request,
     key: Key,
-    requestId: Annotated[str | None, Query(description="Run ID")] = None,
-    runId: Annotated[str | None, Query(description="Alias of requestId")] = None,
+    requestId: Annotated[str | None, needed("Run ID")] = None,
+    runId: Annotated[str | None, Query(description="Alias of requestId (if it is absent)")] = None,
     waitSeconds: WaitSeconds = None,
 ) -> Response:
     run_id = unified_params(requestId, runId)
@@ -119,8 +121,8 @@ async def unified_status_route(
 async def stream_route(
     request: Request,
     key: Key,
-    requestId: Annotated[str | None, Query(description="Run ID")] = None,
-    runId: Annotated[str | None, Query(description="Alias of requestId")] = None,
+    requestId: Annotated[str | None, needed("Run ID")] = None,
+    runId: Annotated[str | None, Query(description="Alias of requestId (if it is absent)")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     state = state_of(request)
@@ -192,21 +194,19 @@ async def _closing(
 @router.post(
     "/api/generate-video/cancel",
     response_model=schemas.UnifiedVideoStatusResponse,
-    responses=schemas.error_responses(400, 401, 404),
+    responses=schemas.error_responses(400, 401, 404, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": schemas.CancelRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": schemas.RUN_REFERENCE}},
         }
     },
     summary="Cancel a run (extension); a terminal run is returned as it is",
+    operation_id="cancelVideo",
 )
 async def cancel_route(request: Request, key: Key) -> Response:
     state = state_of(request)
-    body = await read_json(request, 64 * 1024)
-    run_id = body.get("runId") or body.get("requestId") if isinstance(body, dict) else None
-    if not isinstance(run_id, str) or not run_id:
-        raise ApiError(400, "send a JSON object with the 'runId' to cancel")
+    run_id = await run_reference(request, "to cancel")
     try:
         run = await state.store.cancel(run_id, key.id)
     except NotFound:

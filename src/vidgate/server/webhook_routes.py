@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
-from vidgate.server.common import get_run, read_json, state_of
+from vidgate.server.common import get_run, needed, run_reference, state_of
 from vidgate.server.errors import ApiError
 from vidgate.store.errors import DeliveryInFlight
 from vidgate.store.records import DeliveryRecord, KeyRecord
@@ -46,13 +46,14 @@ def _delivery(delivery: DeliveryRecord) -> dict[str, Any]:
 @router.get(
     "/api/generate-video/webhooks",
     response_model=schemas.WebhookDeliveries,
-    responses=schemas.error_responses(400, 401, 404),
+    responses=schemas.error_responses(400, 401, 404, 503),
     summary="A run's webhook deliveries and every attempt (extension)",
+    operation_id="getWebhookDeliveries",
 )
 async def deliveries_route(
     request: Request,
     key: Key,
-    runId: Annotated[str | None, Query(description="Run ID returned by the submit")] = None,
+    runId: Annotated[str | None, needed("Run ID returned by the submit")] = None,
 ) -> JSONResponse:
     state = state_of(request)
     run = await get_run(state, runId, key)
@@ -71,7 +72,7 @@ async def deliveries_route(
     status_code=202,
     response_model=schemas.WebhookDelivery,
     responses={
-        **schemas.error_responses(400, 401, 404),
+        **schemas.error_responses(400, 401, 404, 503),
         409: {
             "model": schemas.Error,
             "description": "The run has no webhook delivery yet, or an attempt is in flight",
@@ -80,19 +81,14 @@ async def deliveries_route(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": schemas.RedeliverRequest.model_json_schema()}
-            },
+            "content": {"application/json": {"schema": schemas.RUN_REFERENCE}},
         }
     },
     summary="Send a run's newest webhook again, with the same webhook-id (extension)",
 )
 async def redeliver_route(request: Request, key: Key) -> JSONResponse:
     state = state_of(request)
-    body = await read_json(request, 64 * 1024)
-    run_id = body.get("runId") or body.get("requestId") if isinstance(body, dict) else None
-    if not isinstance(run_id, str) or not run_id:
-        raise ApiError(400, "send a JSON object with the 'runId' whose webhook to send again")
+    run_id = await run_reference(request, "whose webhook to send again")
     run = await get_run(state, run_id, key)
     try:
         delivery = await state.store.redeliver(run.id)

@@ -33,10 +33,18 @@ def failures(run: RemoteRun, counter: str) -> int:
     return int((run.provider_state or {}).get(counter, 0))
 
 
-def backoff_s(failures: int, base_s: float, retry_after_s: float | None = None) -> float:
-    """Exponential backoff with jitter, never sooner than the provider's Retry-After."""
-    delay: float = min(MAX_BACKOFF_S, base_s * 2.0 ** min(failures, 10))
-    return max(delay * random.uniform(0.8, 1.2), retry_after_s or 0.0)
+def backoff_s(
+    failures: int,
+    base_s: float,
+    retry_after_s: float | None = None,
+    *,
+    jitter: float | None = None,
+) -> float:
+    """Exponential backoff with jitter (a factor from 0.8 to 1.2, random unless given),
+    at most :data:`MAX_BACKOFF_S`, and never sooner than the provider's Retry-After."""
+    factor = random.uniform(0.8, 1.2) if jitter is None else jitter
+    delay: float = min(MAX_BACKOFF_S, base_s * 2.0 ** min(failures, 10) * factor)
+    return max(delay, retry_after_s or 0.0)
 
 
 def job_of(run: RemoteRun) -> ProviderJob:
