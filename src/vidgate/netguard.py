@@ -32,6 +32,8 @@ Permit = Callable[[Address], bool]
 RESOLVE_TIMEOUT_S = 5.0
 """The longest a check waits for DNS when the caller gives no timeout of its own."""
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: inside one network
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d
 
 
 class UnsafeTarget(Exception):
@@ -49,13 +51,18 @@ async def system_resolve(host: str, port: int) -> list[str]:
 
 
 def is_public(address: Address) -> bool:
-    """Whether an address is globally routable. IPv4 addresses written as IPv6 (mapped, or
-    NAT64) are judged as the IPv4 address they carry."""
+    """Whether an address is globally routable. IPv4 addresses written as IPv6 (mapped,
+    IPv4-compatible, 6to4 or NAT64) are judged as the IPv4 address they carry; local-use
+    NAT64 and site-local IPv6 are never public."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return is_public(address.ipv4_mapped)
-        if address in _NAT64:
+        if address.sixtofour is not None:
+            return is_public(address.sixtofour)
+        if address in _NAT64 or address in _IPV4_COMPATIBLE:
             return is_public(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address in _LOCAL_NAT64 or address.is_site_local:
+            return False
     return address.is_global
 
 

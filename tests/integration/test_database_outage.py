@@ -159,9 +159,10 @@ async def _answer(client: httpx.AsyncClient, path: str, params: dict[str, Any]) 
     return response.status_code, response.headers.multi_items(), response.content
 
 
-def _assert_unavailable(response: httpx.Response, message: str) -> str:
+def _assert_unavailable(response: httpx.Response, message: str, ending: str = "") -> str:
     assert message.startswith("the database is unavailable: "), message
-    assert message.endswith("; retry in 7 s"), message
+    assert message.endswith("; retry in 7 s" + ending), message
+    assert "127.0.0.1" not in message  # the database's address is not for clients
     assert response.headers["retry-after"] == "7"
     return message
 
@@ -171,7 +172,8 @@ def _assert_submit_unavailable(response: httpx.Response) -> str:
     body = response.json()
     assert set(body) == {"error", "status"} and body["status"] == 503, body
     assert body["error"]["type"] == "service_unavailable", body
-    return _assert_unavailable(response, body["error"]["message"])
+    ending = " with the same Idempotency-Key header, so that the run is not made twice"
+    return _assert_unavailable(response, body["error"]["message"], ending)
 
 
 def _assert_status_unavailable(response: httpx.Response) -> str:

@@ -16,7 +16,9 @@ from vidgate.backends.testcard import TestcardBackend
 from vidgate.config import WorkerSettings
 from vidgate.runs.status import Status
 from vidgate.storage.local import LocalStorage
+from vidgate.store.errors import StoreUnavailable
 from vidgate.store.sql import SQLStore
+from vidgate.worker import local as local_module
 from vidgate.worker.local import LocalWorker
 
 
@@ -96,4 +98,38 @@ async def test_a_wake_up_during_a_claim_is_not_lost(
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
+        await store.close()
+
+
+class AwayAtTheEnd(SQLStore):
+    """A store whose database goes away just as a finished render is to be recorded."""
+
+    tries = 0
+
+    async def transition(self, run_id: str, to: Status, **kwargs: Any) -> Any:
+        if to is Status.COMPLETED:
+            self.tries += 1
+            raise StoreUnavailable("the database is unavailable: it cannot be reached")
+        return await super().transition(run_id, to, **kwargs)
+
+
+async def test_a_stop_while_a_finished_render_waits_for_the_database_ends_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "KEEP_GRACE_S", 0.5, raising=False)
+    store = await AwayAtTheEnd.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    worker = _worker(store, tmp_path, idle_poll_s=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        run = await submit_testcard_run(store, "finished during an outage")
+        while store.tries < 2:  # the outcome waits for the database
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)  # the wait does not hold up the stop
+        # The video stays: a commit whose answer was lost could point the run at it.
+        assert (await store.get(run.id)).status is Status.IN_PROGRESS
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
         await store.close()

@@ -52,3 +52,24 @@ async def test_refused_submits_do_not_use_up_the_rate_limit(
             assert await submit(refused, headers) in (400, 409)
         accepted = [await submit(body, {}) for _ in range(3)]
         assert accepted == [202, 202, 429]  # 2 and 3 of 3, then the limit holds
+
+
+async def test_submits_refused_for_their_urls_still_count(tmp_path: Path) -> None:
+    """Their check cost DNS lookups: given back, such refusals would be unlimited."""
+    config = tmp_path / "vidgate.toml"
+    config.write_text("[limits]\nsubmits_per_minute = 2\n")
+    settings = load_settings(config_file=config, data_dir=tmp_path / "data", env={})
+    store = await SQLStore.open(settings.resolved_database_url)
+    try:
+        _, key = await store.create_key("test")
+    finally:
+        await store.close()
+    inward = {"model": "testcard-image-video", "prompt": "x", "imageUrl": "http://127.0.0.1/a.png"}
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, headers={"x-api-key": key}) as client,
+    ):
+        codes = [(await client.post("/api/generate-video", json=inward)).status_code]
+        codes += [(await client.post("/api/generate-video", json=inward)).status_code]
+        codes += [(await client.post("/api/generate-video", json=inward)).status_code]
+    assert codes == [400, 400, 429]

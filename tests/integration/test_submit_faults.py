@@ -30,9 +30,11 @@ from vidgate.runs.catalog import Catalog, ModelSpec
 from vidgate.runs.ids import new_run_id
 from vidgate.runs.status import Status
 from vidgate.storage.local import LocalStorage
+from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import NewRun, RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.worker.remote import RemotePoller
+from vidgate.worker.remote import poller as poller_module
 
 UNKNOWN_OUTCOMES = [
     Fault(kind="delay", delay_s=0.6),  # a hang past the client's timeout
@@ -329,3 +331,42 @@ async def test_postgres_connections_killed_while_recording_the_job_id(
     assert len(killed) == 2
     assert run.status is Status.COMPLETED, run.error
     assert state.submits == 1 and state.counters["cancel"] == 0
+
+
+class AwayWhileRecording(SQLStore):
+    """The store, answering as a database that is away every write that records a
+    provider's job id."""
+
+    tries = 0
+
+    async def remote_update(self, run_id: str, owner: str, **values: Any) -> bool:
+        if "provider_request_id" in values:
+            self.tries += 1
+            raise StoreUnavailable("the database is unavailable: it cannot be reached")
+        return await super().remote_update(run_id, owner, **values)
+
+
+async def test_a_stop_while_the_database_is_away_cancels_the_unrecorded_job_and_names_it(
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(poller_module, "SUBMIT_GRACE_S", 0.3)
+    caplog.set_level(logging.INFO, logger="vidgate.poller")
+    store = await AwayWhileRecording.open(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        async with fal_provider(http) as (state, backend):
+            state.run_s = 60.0
+            await add_runs(store, "fal", 1)
+            started = time.monotonic()
+            async with polling(store, tmp_path, "fal", backend, "fal-ai/veo2"):
+                while store.tries < 3:  # the id waits for the database
+                    await asyncio.sleep(0.02)
+            assert time.monotonic() - started < 10  # the stop was not held up by the wait
+            (job,) = state.jobs.values()
+    finally:
+        await store.close()
+    assert job.cancelled_at is not None and state.submits == 1
+    unrecorded = [r.message for r in caplog.records if "provider.job_unrecorded" in r.message]
+    assert len(unrecorded) == 1 and job.id in unrecorded[0]

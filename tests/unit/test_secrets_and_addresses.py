@@ -33,6 +33,12 @@ from vidgate.netguard import Unresolved, UnsafeTarget, check_public, is_public
         ("::ffff:93.184.215.14", True),
         ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
         ("64:ff9b::5db8:d70e", True),  # NAT64 of 93.184.215.14
+        ("::127.0.0.1", False),  # IPv4-compatible (deprecated)
+        ("::93.184.215.14", True),
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:5db8:d70e::1", True),  # 6to4 of 93.184.215.14
+        ("64:ff9b:1::7f00:1", False),  # local-use NAT64 (RFC 8215)
+        ("fec0::1", False),  # site-local
     ],
 )
 def test_public_addresses(address: str, public: bool) -> None:

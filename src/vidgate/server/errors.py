@@ -63,18 +63,25 @@ def status_error_body(status: int, message: str) -> dict[str, object]:
 
 def error_response(path: str, method: str, error: ApiError) -> JSONResponse:
     """The error answer to a request of ``method`` on ``path``."""
-    if path in SUBMIT_PATHS and method == "POST":
+    if is_submit(path, method):
         body = submit_error_body(error.status, error.message, error.type)
     else:
         body = status_error_body(error.status, error.message)
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
-def unavailable(outage: StoreUnavailable, retry_after_s: int) -> ApiError:
-    """The answer to a request that needed the database while it is unavailable."""
-    return ApiError(
-        503, f"{outage}; retry in {retry_after_s} s", headers={"Retry-After": str(retry_after_s)}
-    )
+def unavailable(outage: StoreUnavailable, retry_after_s: int, *, submit: bool) -> ApiError:
+    """The answer to a request that needed the database while it is unavailable. A submit
+    may have been stored all the same (a commit whose answer was lost with the connection),
+    so its message says how to send it again without making it twice."""
+    message = f"{outage}; retry in {retry_after_s} s"
+    if submit:
+        message += " with the same Idempotency-Key header, so that the run is not made twice"
+    return ApiError(503, message, headers={"Retry-After": str(retry_after_s)})
+
+
+def is_submit(path: str, method: str) -> bool:
+    return path in SUBMIT_PATHS and method == "POST"
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -115,7 +122,9 @@ def install(app: FastAPI) -> None:
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StoreUnavailable)
         retry_after_s = request.app.state.vidgate.settings.server.unavailable_retry_after_s
-        return error_response(request.url.path, request.method, unavailable(exc, retry_after_s))
+        path, method = request.url.path, request.method
+        error = unavailable(exc, retry_after_s, submit=is_submit(path, method))
+        return error_response(path, method, error)
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         return error_response(

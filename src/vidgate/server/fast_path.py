@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from vidgate.server.auth import authenticate
-from vidgate.server.errors import ApiError, error_response, unavailable
+from vidgate.server.errors import ApiError, error_response, is_submit, unavailable
 from vidgate.server.polls import SHAPES, PollAnswers
 from vidgate.server.routes import SUBMIT_PATH, accept_submit
 from vidgate.server.state import AppState
@@ -48,7 +48,8 @@ class FastPath:
             response = error_response(path, method, error)
         except StoreUnavailable as outage:
             retry_after_s = self.state.settings.server.unavailable_retry_after_s
-            response = error_response(path, method, unavailable(outage, retry_after_s))
+            refusal = unavailable(outage, retry_after_s, submit=is_submit(path, method))
+            response = error_response(path, method, refusal)
         except Exception:
             log.exception("%s %s failed", method, path)
             crash = ApiError(500, "internal error; the server log has the details")

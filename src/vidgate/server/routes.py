@@ -65,7 +65,8 @@ async def submit(request: Request, key: Key) -> Response:
 async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Response:
     """A submit by ``key``: the new run, committed (or the first run of its idempotency
     key). The route and the fast path (:mod:`vidgate.server.fast_path`) both answer with
-    this. A submit that is refused (or fails) gives its rate-limit token back."""
+    this. A submit that is refused (or fails) gives its rate-limit token back, except one
+    refused for its URLs, whose check cost DNS lookups."""
     wait_s = state.limiter.take(key.id)
     if wait_s is not None:
         retry = max(1, math.ceil(wait_s))
@@ -77,9 +78,15 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
         )
     try:
         return await _accept(state, request, key)
+    except TargetRefused:
+        raise  # it cost DNS lookups: the token is kept, so that refusals stay limited
     except Exception:
         state.limiter.refund(key.id)
         raise
+
+
+class TargetRefused(ApiError):
+    """A submit's ``imageUrl`` or webhook URL points inside the network."""
 
 
 async def _accept(state: AppState, request: Request, key: KeyRecord) -> Response:
@@ -125,7 +132,7 @@ async def check_targets(state: AppState, new: NewRun) -> None:
         try:
             await check_public(image_url)
         except UnsafeTarget as exc:
-            raise ApiError(
+            raise TargetRefused(
                 400,
                 f"the imageUrl {exc}; use a public http(s) URL or send the image as "
                 f"'imageDataUrl', or set allow_private_hosts = true in the options of model "
@@ -135,7 +142,7 @@ async def check_targets(state: AppState, new: NewRun) -> None:
         try:
             await check_public(new.webhook_url)
         except UnsafeTarget as exc:
-            raise ApiError(
+            raise TargetRefused(
                 400,
                 f"the webhook URL {exc}; use a public https URL, or set "
                 "[webhooks] allow_private_hosts = true for receivers on your own network",

@@ -10,6 +10,7 @@ on as it was raised.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from collections.abc import Iterator
 
@@ -71,8 +72,9 @@ def _reason(error: BaseException) -> str | None:
             return "all connections to it are in use"
         if isinstance(cause, TimeoutError):
             return "it did not answer in time"
-        if isinstance(cause, OSError):
-            return f"it cannot be reached ({cause.strerror or cause})"
+        if isinstance(cause, OSError):  # its address stays out of answers to clients
+            name = errno.errorcode.get(cause.errno or 0)
+            return f"it cannot be reached ({name})" if name else "it cannot be reached"
     return None
 
 

@@ -52,11 +52,24 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
-async def _outlast(task: asyncio.Future[None]) -> None:
-    """Wait until ``task`` is done, however often the wait is cancelled; log its failure."""
+KEEP_GRACE_S = 10.0
+"""On a stop, how long a finished render may still take to be stored and recorded (it
+waits for a database that is away); then it is abandoned and the run is redone later."""
+
+
+async def _outlast(task: asyncio.Future[None], run_id: str) -> None:
+    """Wait until ``task`` is done, however often the wait is cancelled, for at most
+    ``KEEP_GRACE_S``; then cancel it. Log its failure."""
+    deadline = asyncio.get_running_loop().time() + KEEP_GRACE_S
     while not task.done():
-        with contextlib.suppress(asyncio.CancelledError):
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            event(log, "run.keep_abandoned", logging.WARNING, run_id=run_id, grace_s=KEEP_GRACE_S)
+            task.cancel()
             await asyncio.wait([task])
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task], timeout=left)
     if not task.cancelled() and task.exception() is not None:
         log.error("run.keep_failed", exc_info=task.exception())
 
@@ -199,7 +212,7 @@ class LocalWorker:
             try:
                 await asyncio.shield(keeping)
             except asyncio.CancelledError:
-                await _outlast(keeping)
+                await _outlast(keeping, run.id)
                 raise
         except StorageError as exc:
             event(log, "storage.write_failed", logging.ERROR, run_id=run.id, error=str(exc))
@@ -235,16 +248,22 @@ class LocalWorker:
 
     async def _keep(self, run: RunRecord, key: str, output: LocalOutput) -> None:
         """Store the video and complete the run; if the run can no longer complete here
-        (cancelled, or taken over), delete the video again."""
+        (cancelled, or taken over), delete the video again. Abandoned while the database
+        is away (a stop), the video is left where it is: a commit whose answer was lost
+        may point the run at it."""
         stored = await self.storage.put_file(key, output.path, output.content_type)
-        done = await self._finish(
-            run,
-            Status.COMPLETED,
-            progress=100.0,
-            output_key=stored.key,
-            output_content_type=stored.content_type,
-            output_size=stored.size,
-        )
+        try:
+            done = await self._finish(
+                run,
+                Status.COMPLETED,
+                progress=100.0,
+                output_key=stored.key,
+                output_content_type=stored.content_type,
+                output_size=stored.size,
+            )
+        except asyncio.CancelledError:
+            event(log, "run.output_unrecorded", logging.WARNING, run_id=run.id, key=stored.key)
+            raise
         if done is None and (await self._current(run)).output_key != key:
             await self.storage.delete(key)  # never a video the run points at
 

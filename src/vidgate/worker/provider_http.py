@@ -10,6 +10,7 @@ the pool with the fewest requests under way.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 import httpx
 
 from vidgate.backends._http import origin
+from vidgate.logs import event
 from vidgate.netguard import GuardedTransport, Resolve, system_resolve
 
 SHARD_CONNECTIONS = 4
@@ -109,6 +111,8 @@ class OutsideGuard(httpx.AsyncBaseTransport):
         await self._outside.aclose()
 
 
+log = logging.getLogger("vidgate.worker")
+
 PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -124,6 +128,14 @@ def provider_client(
     environment variables), httpx's own client, which honours them, with one pool: the
     proxy, which resolves the names, is then where outbound requests are restricted."""
     if any(os.environ.get(name) for name in PROXY_ENV):
+        if provider_roots is not None:
+            event(
+                log,
+                "provider.output_guard_off",
+                logging.WARNING,
+                reason="an HTTP proxy is set: it resolves names, so restrict outbound "
+                "traffic there; hosts in NO_PROXY are fetched unchecked",
+            )
         limits = httpx.Limits(max_connections=connections)
         return httpx.AsyncClient(limits=limits, timeout=30.0)
     transport: httpx.AsyncBaseTransport = ShardedTransport(connections)

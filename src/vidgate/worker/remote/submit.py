@@ -46,6 +46,8 @@ SUBMIT_ATTEMPTS = 5
 safe) before the run fails."""
 RECORD_DELAYS_S = (0.1, 0.3, 1.0, 3.0)
 """Waits between the tries to record a provider's job id while the database fails."""
+CANCEL_ON_STOP_S = 5.0
+"""A stop that finds a job id not yet recorded gives the provider this long to take a cancel."""
 
 
 class Submits(Outcomes):
@@ -134,18 +136,44 @@ class Submits(Outcomes):
             return
         delay = backoff_s(attempts - 1, self.submit_backoff_s, exc.retry_after_s)
         event(log, "provider.submit_retry", run_id=run.id, error=str(exc), delay_s=round(delay, 1))
-        await self.store.remote_update(
-            run.id,
-            self.owner,
-            submit_started_at=None,
-            available_at=time.time() + delay,
-            provider_state={"submit_failures": attempts},
+        # Nothing was created: that must be written, or the run would later look as if it
+        # stopped mid-submit (and fail, the job's existence unknown).
+        await despite_outage(
+            lambda: self.store.remote_update(
+                run.id,
+                self.owner,
+                submit_started_at=None,
+                available_at=time.time() + delay,
+                provider_state={"submit_failures": attempts},
+            ),
+            run_id=run.id,
         )
 
     async def _record(
         self, run: RemoteRun, spec: ModelSpec, backend: RemoteBackend, job: ProviderJob
     ) -> None:
-        """Record the provider's job id, trying again while the database fails."""
+        """Record the provider's job id, trying again while the database fails. A stop
+        that cuts this short (a database away for longer than the stop's grace) asks the
+        provider to cancel the job, and logs its id, as a failure to record it does."""
+        event(log, "provider.accepted", run_id=run.id, request_id=job.request_id)
+        try:
+            await self._record_or_cancel(run, spec, backend, job)
+        except asyncio.CancelledError:
+            event(
+                log,
+                "provider.job_unrecorded",
+                logging.ERROR,
+                run_id=run.id,
+                request_id=job.request_id,
+                error="vidgate stopped before it could record the job's id",
+            )
+            cancelling = asyncio.ensure_future(self._cancel_unfollowed(job, backend))
+            await asyncio.wait([cancelling], timeout=CANCEL_ON_STOP_S)
+            raise
+
+    async def _record_or_cancel(
+        self, run: RemoteRun, spec: ModelSpec, backend: RemoteBackend, job: ProviderJob
+    ) -> None:
         values: dict[str, Any] = {
             "provider_request_id": job.request_id,
             "provider_state": {"job": job.state},
