@@ -8,11 +8,12 @@ import os
 import shutil
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvloop
 
-from bench.report import ROOT
+from bench.report import ROOT, run_facts
 from bench.servers import fresh_database
 from bench.soak import __doc__ as DOC
 from bench.soak.load import soak, started
@@ -40,6 +41,7 @@ def main() -> None:
             arg = "--database-url=$URL"
         shown.append(arg)
     args.command = ["python", "-m", "bench.soak", *shown]
+    facts = run_facts(datetime.now(UTC), {})  # the code the processes run
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         url = stack.enter_context(fresh_database(args.database_url)) if args.database_url else None
@@ -52,7 +54,7 @@ def main() -> None:
             for log in Path(tmp).glob("*.log"):
                 shutil.copy(log, kept)
             print(f"the processes' logs are in {kept}")
-    written = report(setup, tally, found, args)
+    written = report(setup, tally, found, args, facts)
     print(written)
     if args.minutes >= 5:
         args.report.write_text(written)

@@ -7,13 +7,11 @@ import collections
 import contextlib
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.report import run_facts
 from bench.soak.load import Setup, Tally
 
 
@@ -82,8 +80,10 @@ async def stored_runs(url: str) -> dict[str, list[str]]:
     return found
 
 
-def report(setup: Setup, tally: Tally, found: Findings, args: argparse.Namespace) -> str:
-    facts = run_facts(datetime.now(UTC), {})
+def report(
+    setup: Setup, tally: Tally, found: Findings, args: argparse.Namespace, facts: dict[str, str]
+) -> str:
+    """The report; ``facts`` (the date, the commit) as they were when the soak began."""
     kinds = ", ".join(f"{n} x {kind}" for kind, n in tally.failure_kinds.most_common()) or "-"
     lines = [
         "# Soak",
