@@ -9,16 +9,15 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from vidgate.backends._http import (
-    ProviderHTTP,
-    format_duration,
+from vidgate.backends._answers import (
     is_transient,
     milliseconds_header_s,
-    percent,
     retry_after_s,
     same_origin,
     scrub,
 )
+from vidgate.backends._http import ProviderHTTP
+from vidgate.backends._mapping import format_duration, percent
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderSettings,

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from vidgate import logs
-from vidgate.backends._http import scrub
+from vidgate.backends._answers import scrub
 from vidgate.config import load_settings
 from vidgate.netguard import Unresolved, UnsafeTarget, check_public, is_public
 

@@ -8,8 +8,9 @@ module knows how to talk HTTP to a provider safely:
   :class:`SubmitOutcomeUnknown` or :class:`GenerationFailed`, scrubs the API key from every
   message, and streams outputs, following redirects by hand so the key only ever goes to
   the provider's own origin;
-* small pure helpers: ``Retry-After`` parsing, key scrubbing, the same-origin check, and the
-  request mapping the generic adapters (fal, Replicate, OpenAI, NanoGPT) share.
+* reading answers (statuses, ``Retry-After``, key scrubbing, origins) is in
+  :mod:`vidgate.backends._answers`; the request mapping the generic adapters share, in
+  :mod:`vidgate.backends._mapping`.
 
 The error policy, in one place:
 
@@ -41,42 +42,40 @@ gateway's ``502``/``504`` often does: it is ``SubmitOutcomeUnknown``, like a los
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from vidgate.backends._answers import (
+    exception_text,
+    is_transient,
+    json_or_none,
+    refused_submit,
+    refuses_key,
+    response_retry_after_s,
+    same_origin,
+    scrub,
+)
 from vidgate.backends.base import (
     EXPIRED_FRIENDLY,
     FAILED_FRIENDLY,
-    NSFW_FRIENDLY,
     GenerationFailed,
     ProviderSettings,
     ProviderUnavailable,
     ProviderUpdate,
     SubmitOutcomeUnknown,
 )
-from vidgate.logs import event, redact, secret_forms
+from vidgate.logs import event
 from vidgate.netguard import Unresolved, UnsafeTarget
-from vidgate.runs.request import GenerationRequest
-from vidgate.runs.status import Status
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
 SNIPPET_CHARS = 300
-TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
-SUBMIT_REFUSALS = frozenset({409, 425, 429})
-"""Answers to a submit that say for certain that nothing was created (and ``503`` with
-``Retry-After``): see :func:`refused_submit`."""
-AUTH_STATUSES = frozenset({401, 403})
 NEVER_SENT: tuple[type[httpx.RequestError], ...] = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -86,7 +85,6 @@ NEVER_SENT: tuple[type[httpx.RequestError], ...] = (
 )
 """Transport errors raised before any byte of the request left: safe to send it again."""
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Describe = Callable[[object], str | None]
 """The provider's own account of an error, from the parsed JSON body (``None`` if not JSON)."""
@@ -98,77 +96,6 @@ KeyRefused = Callable[[httpx.Response], bool]
 """Whether an error answer says the provider refused our API key."""
 
 BackendFailure = ProviderUnavailable | GenerationFailed
-
-
-def is_transient(status: int) -> bool:
-    """Whether an HTTP status is a passing fault (408, 409, 425, 429 or 5xx)."""
-    return status in TRANSIENT_STATUSES or status >= 500
-
-
-def refused_submit(response: httpx.Response) -> bool:
-    """Whether an error answer to a submit says for certain that no job was created: 409,
-    425, 429, or 503 with ``Retry-After``. Any other passing fault may follow the job's
-    creation (a gateway's 502 or 504 behind which the provider accepted it)."""
-    code = response.status_code
-    return code in SUBMIT_REFUSALS or (code == 503 and "retry-after" in response.headers)
-
-
-def retry_after_s(headers: httpx.Headers) -> float | None:
-    """``Retry-After`` in seconds (a number or an HTTP date), else ``None``."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    seconds = _seconds(value)
-    if seconds is not None:
-        return seconds
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def milliseconds_header_s(headers: httpx.Headers, name: str) -> float | None:
-    """A header holding milliseconds (``retry-after-ms``, ``openai-poll-after-ms``), in seconds."""
-    ms = _seconds(headers.get(name))
-    return None if ms is None else ms / 1000
-
-
-def response_retry_after_s(response: httpx.Response) -> float | None:
-    """The default :data:`RetryAfter`: the answer's ``Retry-After``."""
-    return retry_after_s(response.headers)
-
-
-def refuses_key(response: httpx.Response) -> bool:
-    """The default :data:`KeyRefused`: HTTP 401 or 403."""
-    return response.status_code in AUTH_STATUSES
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` (plain, URL-encoded or escaped) replaced by ``[redacted]``."""
-    return redact(text, secret_forms(secret)) if secret else text
-
-
-def same_origin(url: str, root: str) -> bool:
-    """Whether ``url`` is on ``root``'s origin (scheme, host, port): where the key may go."""
-    where = origin(url)
-    return where is not None and where == origin(root)
-
-
-def json_or_none(response: httpx.Response) -> Any:
-    """The parsed JSON body, or ``None`` when it is not JSON."""
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        return None
-
-
-def exception_text(exc: BaseException) -> str:
-    """``ReadError: detail``, or the type name alone when the error says nothing."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class ProviderHTTP:
@@ -458,122 +385,3 @@ class ProviderHTTP:
             user_friendly=EXPIRED_FRIENDLY if expired else FAILED_FRIENDLY,
             provider_status=f"HTTP {code}",
         )
-
-
-# -- request and answer mapping the generic adapters share ----------------------------------
-
-
-def format_duration(seconds: float | None, style: object) -> str | int | float | None:
-    """A duration as a model wants it: ``"string"`` (``"5"``), ``"number"`` (5), ``"seconds"``
-    (``"5s"``)."""
-    if seconds is None:
-        return None
-    number: int | float = int(seconds) if float(seconds).is_integer() else seconds
-    if style == "number":
-        return number
-    if style == "seconds":
-        return f"{number}s"
-    if style == "string":
-        return str(number)
-    raise GenerationFailed(
-        f"model option duration_format must be string, number or seconds; got {style!r}",
-        user_friendly=FAILED_FRIENDLY,
-    )
-
-
-def options_table(options: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    """A table-valued model option (``{}`` when unset); anything else fails the run."""
-    value = options.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise GenerationFailed(
-            f"model option {key!r} must be a table, got {type(value).__name__}",
-            user_friendly=FAILED_FRIENDLY,
-        )
-    return value
-
-
-def renamed_input(
-    request: GenerationRequest,
-    options: Mapping[str, Any],
-    *,
-    image_field: str,
-    duration_format: str,
-) -> dict[str, Any]:
-    """A model input: our fields under ``options.rename``'s names (``""`` drops one), then
-    ``extra``, then ``options.input``, so the operator's fixed values win."""
-    rename = options_table(options, "rename")
-    fields: dict[str, Any] = {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
-        "duration": format_duration(
-            request.duration_s, options.get("duration_format", duration_format)
-        ),
-        "aspect_ratio": request.aspect_ratio,
-        "resolution": request.resolution,
-        "seed": request.seed,
-        image_field: request.image_url or request.image_data_url,
-    }
-    body: dict[str, Any] = {}
-    for field, value in fields.items():
-        target = rename.get(field, field)
-        if value is not None and target:
-            body[str(target)] = value
-    body.update(request.extra)
-    body.update(options_table(options, "input"))
-    return body
-
-
-def rejection_friendly(status: int, reason: str, *, nsfw: bool) -> str:
-    """What to tell people when a provider refuses a request: the reason if it is about
-    the input (400/422), a content-policy note, or the generic message."""
-    if nsfw:
-        return NSFW_FRIENDLY
-    if status in (400, 422) and reason:
-        return f"The provider rejected the request: {reason}"
-    return FAILED_FRIENDLY
-
-
-def failed_update(provider_status: str, error: str, *, nsfw: bool = False) -> ProviderUpdate:
-    """A FAILED update with the matching user-facing message."""
-    return ProviderUpdate(
-        Status.FAILED,
-        provider_status,
-        error=error,
-        is_nsfw=nsfw,
-        user_friendly_error=NSFW_FRIENDLY if nsfw else FAILED_FRIENDLY,
-    )
-
-
-def percent(value: object, *, scale: float = 1.0) -> float | None:
-    """A progress number times ``scale``, clamped to 0-100; ``None`` if it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return min(100.0, max(0.0, float(value) * scale))
-
-
-def str_or(value: object, default: str) -> str:
-    """``value`` if it is a non-empty string, else ``default``."""
-    return value if isinstance(value, str) and value else default
-
-
-def _seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return max(0.0, number) if math.isfinite(number) else None
-
-
-def origin(url: str) -> tuple[str, str, int | None] | None:
-    """A URL's ``(scheme, host, port)``, the port filled in for http and https."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    return scheme, parts.hostname, port or _DEFAULT_PORTS.get(scheme)

@@ -66,16 +66,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from vidgate.backends._http import (
-    ProviderHTTP,
-    failed_update,
-    is_transient,
-    json_or_none,
-    refuses_key,
-    rejection_friendly,
-    renamed_input,
-    str_or,
-)
+from vidgate.backends._answers import is_transient, json_or_none, refuses_key
+from vidgate.backends._http import ProviderHTTP
+from vidgate.backends._mapping import failed_update, rejection_friendly, renamed_input, str_or
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,

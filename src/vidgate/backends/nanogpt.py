@@ -65,7 +65,9 @@ from urllib.parse import urljoin
 
 import httpx
 
-from vidgate.backends._http import ProviderHTTP, format_duration, json_or_none, percent
+from vidgate.backends._answers import json_or_none
+from vidgate.backends._http import ProviderHTTP
+from vidgate.backends._mapping import format_duration, percent
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,

@@ -68,16 +68,9 @@ from urllib.parse import quote
 
 import httpx
 
-from vidgate.backends._http import (
-    ProviderHTTP,
-    failed_update,
-    json_or_none,
-    milliseconds_header_s,
-    options_table,
-    percent,
-    rejection_friendly,
-    retry_after_s,
-)
+from vidgate.backends._answers import json_or_none, milliseconds_header_s, retry_after_s
+from vidgate.backends._http import ProviderHTTP
+from vidgate.backends._mapping import failed_update, options_table, percent, rejection_friendly
 from vidgate.backends.base import (
     EXPIRED_FRIENDLY,
     FAILED_FRIENDLY,

@@ -71,13 +71,8 @@ from urllib.parse import quote
 
 import httpx
 
-from vidgate.backends._http import (
-    ProviderHTTP,
-    failed_update,
-    rejection_friendly,
-    renamed_input,
-    str_or,
-)
+from vidgate.backends._http import ProviderHTTP
+from vidgate.backends._mapping import failed_update, rejection_friendly, renamed_input, str_or
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,

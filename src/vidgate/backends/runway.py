@@ -67,7 +67,8 @@ from urllib.parse import quote
 
 import httpx
 
-from vidgate.backends._http import ProviderHTTP, percent
+from vidgate.backends._http import ProviderHTTP
+from vidgate.backends._mapping import percent
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,

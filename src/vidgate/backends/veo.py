@@ -69,7 +69,8 @@ from urllib.parse import urljoin
 
 import httpx
 
-from vidgate.backends._http import ProviderHTTP, json_or_none, refuses_key, retry_after_s
+from vidgate.backends._answers import json_or_none, refuses_key, retry_after_s
+from vidgate.backends._http import ProviderHTTP
 from vidgate.backends.base import (
     GenerationFailed,
     ProviderJob,

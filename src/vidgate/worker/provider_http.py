@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 import httpx
 
-from vidgate.backends._http import origin
+from vidgate.backends._answers import origin
 from vidgate.logs import event
 from vidgate.netguard import GuardedTransport, Resolve, system_resolve
 
