@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shlex
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -73,7 +71,7 @@ def serve(
 ) -> None:
     """Start the HTTP API (and, unless --no-worker, an in-process worker)."""
     from vidgate import logs
-    from vidgate.server.serve import ServerNotStarted, serve_until_stopped
+    from vidgate.server.serve import ServerNotStarted, print_welcome, serve_until_stopped
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
@@ -85,7 +83,7 @@ def serve(
     first_key = asyncio.run(_first_start_key(settings))
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
-    _print_welcome(base, first_key, settings)
+    print_welcome(base, first_key, settings)
     logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
     with_worker = not no_worker and settings.worker.enabled
     try:
@@ -125,38 +123,6 @@ async def _first_start_key(settings: Settings) -> str | None:
         return secret
     finally:
         await store.close()
-
-
-def _print_welcome(base: str, key: str | None, settings: Settings) -> None:
-    shown_key = key or "$VIDGATE_API_KEY"
-    body = json.dumps(
-        {
-            "model": "testcard-video",
-            "prompt": "a red fox in the snow",
-            "duration": 3,
-            "resolution": "480p",
-        }
-    )
-    lines = [f"vidgate is starting on {base} (data dir: {settings.data_dir})"]
-    if key:
-        lines += ["", "Created your first API key (shown once; keep it):", f"  {key}"]
-    else:
-        lines += ["", "API keys exist already; create another with: vidgate keys create NAME"]
-    lines += [
-        "",
-        "Try it:",
-        f"  curl -s -X POST {base}/api/generate-video \\",
-        f"    -H 'x-api-key: {shown_key}' -H 'content-type: application/json' \\",
-        f"    -d {shlex.quote(body)}",
-        "",
-        "then poll with the runId it returns:",
-        f"  curl -s '{base}/api/generate-video/status?runId=RUN_ID&modelSlug=testcard-video' \\",
-        f"    -H 'x-api-key: {shown_key}'",
-        "",
-        f"API docs: {base}/docs",
-        "",
-    ]
-    print("\n".join(lines), flush=True)
 
 
 @app.command()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import shlex
 
 import uvicorn
 
@@ -45,3 +47,36 @@ def serve_until_stopped(
     if not server.started:
         raise ServerNotStarted
     return None
+
+
+def print_welcome(base: str, key: str | None, settings: Settings) -> None:
+    """What ``vidgate serve`` prints as it starts: where, the first key, and how to try it."""
+    shown_key = key or "$VIDGATE_API_KEY"
+    body = json.dumps(
+        {
+            "model": "testcard-video",
+            "prompt": "a red fox in the snow",
+            "duration": 3,
+            "resolution": "480p",
+        }
+    )
+    lines = [f"vidgate is starting on {base} (data dir: {settings.data_dir})"]
+    if key:
+        lines += ["", "Created your first API key (shown once; keep it):", f"  {key}"]
+    else:
+        lines += ["", "API keys exist already; create another with: vidgate keys create NAME"]
+    lines += [
+        "",
+        "Try it:",
+        f"  curl -s -X POST {base}/api/generate-video \\",
+        f"    -H 'x-api-key: {shown_key}' -H 'content-type: application/json' \\",
+        f"    -d {shlex.quote(body)}",
+        "",
+        "then poll with the runId it returns:",
+        f"  curl -s '{base}/api/generate-video/status?runId=RUN_ID&modelSlug=testcard-video' \\",
+        f"    -H 'x-api-key: {shown_key}'",
+        "",
+        f"API docs: {base}/docs",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
