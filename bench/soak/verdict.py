@@ -88,7 +88,7 @@ def report(
     lines = [
         "# Soak",
         "",
-        "Written by `make soak` (`bench/soak.py`); edit the code, not this file.",
+        "Written by `make soak` (`bench/soak/`); edit the code, not this file.",
         "",
         f"- **date**: {facts['date']}, **commit**: {facts['commit']}",
         f"- **machine**: {facts.get('CPU', '?')}, {facts.get('memory', '?')}",
