@@ -52,11 +52,15 @@ def job_of(run: RemoteRun) -> ProviderJob:
     return ProviderJob(request_id=run.provider_request_id or "", state=dict(state))
 
 
-async def best_effort_cancel(backend: RemoteBackend, job: ProviderJob) -> None:
+async def best_effort_cancel(backend: RemoteBackend, job: ProviderJob) -> bool:
+    """Ask the provider to cancel ``job``; whether it took the cancel. A failure is logged,
+    not raised: the cancel is advisory, the run's outcome is already decided."""
     try:
         await backend.cancel(job)
-    except Exception as exc:  # cancel is advisory; the run's outcome is already decided
+    except Exception as exc:
         event(log, "provider.cancel_failed", request_id=job.request_id, error=str(exc))
+        return False
+    return True
 
 
 class Outcomes:

@@ -39,7 +39,13 @@ from vidgate.logs import event
 from vidgate.runs.catalog import ModelSpec
 from vidgate.store.records import RemoteRun
 from vidgate.worker.outage import despite_outage
-from vidgate.worker.remote.outcomes import Outcomes, backoff_s, failures, log
+from vidgate.worker.remote.outcomes import (
+    Outcomes,
+    backoff_s,
+    best_effort_cancel,
+    failures,
+    log,
+)
 
 SUBMIT_ATTEMPTS = 5
 """Submits of one run that ended without a job (refused, or unknown where sending again is
@@ -167,7 +173,7 @@ class Submits(Outcomes):
                 request_id=job.request_id,
                 error="vidgate stopped before it could record the job's id",
             )
-            cancelling = asyncio.ensure_future(self._cancel_unfollowed(job, backend))
+            cancelling = asyncio.ensure_future(best_effort_cancel(backend, job))
             await asyncio.wait([cancelling], timeout=CANCEL_ON_STOP_S)
             raise
 
@@ -210,7 +216,7 @@ class Submits(Outcomes):
                 continue
             if not recorded:  # cancelled while the submit was in flight
                 event(log, "provider.cancel_after_submit", run_id=run.id, request_id=job.request_id)
-                await self._cancel_unfollowed(job, backend)
+                await best_effort_cancel(backend, job)
                 return
             event(log, "provider.submitted", run_id=run.id, request_id=job.request_id)
             return
@@ -228,7 +234,7 @@ class Submits(Outcomes):
             request_id=job.request_id,
             error=f"{type(error).__name__}: {error}",
         )
-        cancelled = await self._cancel_unfollowed(job, backend)
+        cancelled = await best_effort_cancel(backend, job)
         outcome = (
             "vidgate asked the provider to cancel it"
             if cancelled
@@ -247,12 +253,3 @@ class Submits(Outcomes):
                 event(log, "run.fail_unrecorded", logging.ERROR, run_id=run.id, error=str(exc))
                 if delay is not None:
                     await asyncio.sleep(delay)
-
-    async def _cancel_unfollowed(self, job: ProviderJob, backend: RemoteBackend) -> bool:
-        """Cancel a job no run follows; whether the provider took the cancel."""
-        try:
-            await backend.cancel(job)
-        except Exception as exc:
-            event(log, "provider.cancel_failed", request_id=job.request_id, error=str(exc))
-            return False
-        return True
