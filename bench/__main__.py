@@ -44,7 +44,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=6.0, help="per wrk load")
-    parser.add_argument("--runs", type=int, default=200, help="runs per push latency setup")
+    parser.add_argument("--runs", type=int, default=150, help="runs per push latency setup")
     parser.add_argument("--only", choices=CHOICES, action="append", help="repeatable")
     parser.add_argument(
         "--doc",
@@ -59,7 +59,7 @@ def main() -> None:
     report.command("all of it (installs wrk and nginx if missing, starts PostgreSQL)", "make bench")
     database_url = os.environ.get("VIDGATE_BENCH_DATABASE_URL")
     for name in chosen:
-        before = len(report.figures)
+        before, section_clock = len(report.figures), time.monotonic()
         if name == "http":
             http.http_bench(report, args.seconds, database_url)
         elif name == "render":
@@ -69,7 +69,7 @@ def main() -> None:
             report.note(
                 f"Push latency: {args.runs} runs per setup, followed by Python clients on "
                 "loopback (`bench/push.py`); p99 is the value below which 99% of "
-                "them fall (the third largest of 200)."
+                f"them fall (the {push.p99_rank(args.runs)} of {args.runs})."
             )
             if database_url is None:
                 report.note("Push latency on PostgreSQL skipped: no VIDGATE_BENCH_DATABASE_URL")
@@ -84,6 +84,7 @@ def main() -> None:
                 "the database every 0.2 s."
             )
         print(text_table(Report(report.figures[before:])), flush=True)
+        print(f"{name} took {time.monotonic() - section_clock:.0f} s", flush=True)
     for note in report.notes:
         print(f"\nnote: {note}")
     print(f"\nall benches took {time.monotonic() - clock:.0f} s")

@@ -56,7 +56,7 @@ class Load:
 
     report: Report
     seconds: float
-    warmup_s: float = 2.0
+    warmup_s: float = 1.0
     hide: dict[str, str] = field(default_factory=dict)
     """Text replaced in the commands shown: temporary paths, API keys."""
 
@@ -91,8 +91,9 @@ class Load:
 
 def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None:
     report.note(
-        f"HTTP: wrk with one thread (`wrk -t1`), {seconds:g} s per load after a 2 s warm-up "
-        "that is not counted, on 127.0.0.1: wrk, the server and its database share this "
+        f"HTTP: wrk with one thread (`wrk -t1`), {seconds:g} s per load after a "
+        f"{Load.warmup_s:g} s warm-up that is not counted, on 127.0.0.1: wrk, the server and "
+        "its database share this "
         "machine's cores. A load with any answer of status 400 or more, or any socket "
         "error, is shown as broken, not as a figure. Ratio: req/s over nginx's req/s at "
         "the same number of connections; the detail gives the ratios to the FastAPI "

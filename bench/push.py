@@ -56,7 +56,19 @@ def epoch(iso: str) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    return ordered[_rank(len(ordered), q)]
+
+
+def _rank(count: int, q: float) -> int:
+    return min(count - 1, round(q * (count - 1)))
+
+
+def p99_rank(count: int) -> str:
+    """Which of ``count`` values :func:`percentile` takes for p99, in words."""
+    from_top = count - _rank(count, 0.99)
+    return {1: "largest", 2: "second largest", 3: "third largest"}.get(
+        from_top, f"{from_top}th largest"
+    )
 
 
 @dataclass
