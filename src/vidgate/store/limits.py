@@ -1,7 +1,8 @@
 """Token buckets in the database, shared by every API process (PostgreSQL only).
 
 A take is one statement: an upsert that refills the key's bucket by the time since it was
-last touched, capped at its capacity, and spends a token only if a whole one is there. Two
+last touched, capped at its capacity, and spends a token only if a whole one is there (a
+refusal then reads what the bucket holds, to tell how long until a token is there). Two
 processes taking at once queue on the row's lock, so a key never gets more than its limit
 whatever the number of processes. Elapsed time is read from the database's clock
 (``clock_timestamp()``, read after the row is locked), so the processes' clocks do not
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, exists, extract, func, literal, select, update
+from sqlalchemy import ColumnElement, Float, extract, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from vidgate.store.base import StoreBase
+from vidgate.store.base import StoreBase, Tx
 from vidgate.store.schema import rate_buckets
 
 _NOW = extract("epoch", func.clock_timestamp())
@@ -41,24 +42,24 @@ class LimitVerbs(StoreBase):
             key=key, tokens=literal(capacity, Float) - 1, updated=_NOW
         )
         now_held = _refilled(bucket.tokens, bucket.updated, capacity, rate_per_s)
-        taken = (
-            stored.on_conflict_do_update(
-                index_elements=[bucket.key],
-                set_={"tokens": now_held - 1, "updated": func.greatest(bucket.updated, _NOW)},
-                where=now_held >= 1,
-            )
-            .returning(bucket.key)
-            .cte("taken")
-        )
-        # The main query reads the bucket as it was before the upsert: for a refusal, what
-        # it held (the upsert changed nothing); it only sets the wait that is suggested.
-        held = select(now_held).where(bucket.key == key).scalar_subquery()
-        query = select(exists(select(taken.c.key)).label("spent"), held.label("held"))
-        row = await self._write(lambda tx: tx.conn.execute(query).one())
-        if row.spent:
+        take = stored.on_conflict_do_update(
+            index_elements=[bucket.key],
+            set_={"tokens": now_held - 1, "updated": func.greatest(bucket.updated, _NOW)},
+            where=now_held >= 1,
+        ).returning(bucket.key)
+        # A refusal changed nothing but locked the row: read in the same transaction, what
+        # it holds is what the take saw, whatever other processes were doing.
+        held = select(now_held).where(bucket.key == key)
+
+        def work(tx: Tx) -> float | None:
+            if tx.conn.execute(take).first() is not None:
+                return None
+            return float(tx.conn.execute(held).scalar_one())
+
+        tokens = await self._write(work)
+        if tokens is None:
             return None
-        missing = 1.0 - (row.held if row.held is not None else 0.0)
-        return max(missing, 0.0) / rate_per_s
+        return max(1.0 - tokens, 0.0) / rate_per_s
 
     async def refund_token(self, key: str, *, capacity: float) -> None:
         """Give ``key`` back a token it spent (never past ``capacity``)."""
