@@ -13,14 +13,14 @@ from vidgate.store.records import RunRecord
 from vidgate.views import OutputLink, legacy_status, unified_status
 
 
-def test_token_bucket() -> None:
+async def test_token_bucket() -> None:
     limiter = TokenBucketLimiter(per_minute=60, burst=2)
-    assert limiter.take("k", now=0) is None
-    assert limiter.take("k", now=0) is None
-    wait = limiter.take("k", now=0)
+    assert await limiter.take("k", now=0) is None
+    assert await limiter.take("k", now=0) is None
+    wait = await limiter.take("k", now=0)
     assert wait == pytest.approx(1.0)
-    assert limiter.take("other", now=0) is None
-    assert limiter.take("k", now=1.01) is None
+    assert await limiter.take("other", now=0) is None
+    assert await limiter.take("k", now=1.01) is None
 
 
 def test_signed_urls(tmp_path: Path) -> None:

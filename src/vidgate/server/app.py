@@ -19,7 +19,7 @@ from vidgate.runs.request_schema import submit_schema
 from vidgate.server import errors
 from vidgate.server.common import REQUIRED
 from vidgate.server.fast_path import FastPath
-from vidgate.server.ratelimit import TokenBucketLimiter
+from vidgate.server.ratelimit import limiter_for
 from vidgate.server.routes import router
 from vidgate.server.slow_clients import timed_receive
 from vidgate.server.state import AppState
@@ -93,8 +93,8 @@ def create_app(
                 settings.moderation.message,
             ),
             limits=limits,
-            limiter=TokenBucketLimiter(
-                settings.limits.submits_per_minute, settings.limits.submit_burst
+            limiter=limiter_for(
+                store, settings.limits.submits_per_minute, settings.limits.submit_burst
             ),
         )
         stop = asyncio.Event()

@@ -3,6 +3,7 @@ routes, their long-poll and event stream are in :mod:`vidgate.server.status_rout
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ from vidgate.server.common import base_url, find_run, needed, output_link, read_
 from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
 from vidgate.storage.local import BadSignature, content_type_for
-from vidgate.store.errors import IdempotencyConflict
+from vidgate.store.errors import IdempotencyConflict, StoreUnavailable
 from vidgate.store.records import KeyRecord, NewRun
 from vidgate.views import encode, iso, submit_response
 
@@ -66,8 +67,9 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
     """A submit by ``key``: the new run, committed (or the first run of its idempotency
     key). The route and the fast path (:mod:`vidgate.server.fast_path`) both answer with
     this. A submit that is refused (or fails) gives its rate-limit token back, except one
-    refused for its URLs, whose check cost DNS lookups."""
-    wait_s = state.limiter.take(key.id)
+    refused for its URLs, whose check cost DNS lookups. On PostgreSQL the buckets are in
+    the database (shared by every API process); an outage there is a 503 like any other."""
+    wait_s = await state.limiter.take(key.id)
     if wait_s is not None:
         retry = max(1, math.ceil(wait_s))
         raise ApiError(
@@ -81,7 +83,10 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
     except TargetRefused:
         raise  # it cost DNS lookups: the token is kept, so that refusals stay limited
     except Exception:
-        state.limiter.refund(key.id)
+        # A refund lost to a database outage costs the key one submit; the refusal (or the
+        # outage) stays the answer.
+        with contextlib.suppress(StoreUnavailable):
+            await state.limiter.refund(key.id)
         raise
 
 

@@ -8,7 +8,7 @@ from vidgate.config import Settings
 from vidgate.runs.catalog import Catalog
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
-from vidgate.server.ratelimit import TokenBucketLimiter
+from vidgate.server.ratelimit import Limiter
 from vidgate.storage.local import LocalStorage
 from vidgate.store.sql import SQLStore
 
@@ -21,7 +21,7 @@ class AppState:
     catalog: Catalog
     moderation: Moderation
     limits: Limits
-    limiter: TokenBucketLimiter
+    limiter: Limiter
     worker: bool = False
     """Whether this process runs a worker too."""
     worker_failure: str | None = None

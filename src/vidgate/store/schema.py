@@ -116,3 +116,13 @@ webhook_deliveries = Table(
 
 Index("ix_webhook_due", webhook_deliveries.c.status, webhook_deliveries.c.next_attempt_at)
 Index("ix_webhook_run", webhook_deliveries.c.run_id, webhook_deliveries.c.created_at)
+
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+"""Submit token buckets shared by the API processes on PostgreSQL (see
+:mod:`vidgate.store.limits`); ``updated`` is the database's clock, not a process's."""

@@ -32,6 +32,7 @@ from vidgate.store.base import READERS
 from vidgate.store.checkpoint import LOG_LIMIT_BYTES, Checkpointer
 from vidgate.store.claims import ClaimVerbs
 from vidgate.store.keys import KEY_PREFIX, KeyVerbs, hash_key
+from vidgate.store.limits import LimitVerbs
 from vidgate.store.migrate import upgrade
 from vidgate.store.polls import PollVerbs
 from vidgate.store.remote import RemoteVerbs
@@ -117,7 +118,7 @@ def _ensure_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-class SQLStore(KeyVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
+class SQLStore(KeyVerbs, LimitVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
     """Runs, API keys and webhook deliveries in a SQL database."""
 
     _feed: SQLiteFeed | PostgresFeed | None = None

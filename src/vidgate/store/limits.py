@@ -1,0 +1,71 @@
+"""Token buckets in the database, shared by every API process (PostgreSQL only).
+
+A take is one statement: an upsert that refills the key's bucket by the time since it was
+last touched, capped at its capacity, and spends a token only if a whole one is there (a
+refusal then reads what the bucket holds, to tell how long until a token is there). Two
+processes taking at once queue on the row's lock, so a key never gets more than its limit
+whatever the number of processes. Elapsed time is read from the database's clock
+(``clock_timestamp()``, read after the row is locked), so the processes' clocks do not
+matter. A refused take spends nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, extract, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from vidgate.store.base import StoreBase, Tx
+from vidgate.store.schema import rate_buckets
+
+_NOW = extract("epoch", func.clock_timestamp())
+"""The database's clock, in epoch seconds (the unit of every time in the schema)."""
+
+
+def _refilled(tokens: Any, updated: Any, capacity: float, rate_per_s: float) -> ColumnElement[Any]:
+    """What a bucket holds now: its tokens plus the refill since ``updated``, capped."""
+    elapsed = func.greatest(0, _NOW - updated)
+    return func.least(literal(capacity, Float), tokens + elapsed * literal(rate_per_s, Float))
+
+
+class LimitVerbs(StoreBase):
+    async def take_token(self, key: str, *, capacity: float, rate_per_s: float) -> float | None:
+        """Spend one of ``key``'s tokens. Returns None if spent, else the seconds until a
+        token is there (nothing is spent then). A bucket seen first starts full."""
+        if self.dialect != "postgresql":
+            raise NotImplementedError(
+                "token buckets in the database need PostgreSQL; on SQLite they are in memory"
+            )
+        bucket = rate_buckets.c
+        stored = insert(rate_buckets).values(
+            key=key, tokens=literal(capacity, Float) - 1, updated=_NOW
+        )
+        now_held = _refilled(bucket.tokens, bucket.updated, capacity, rate_per_s)
+        take = stored.on_conflict_do_update(
+            index_elements=[bucket.key],
+            set_={"tokens": now_held - 1, "updated": func.greatest(bucket.updated, _NOW)},
+            where=now_held >= 1,
+        ).returning(bucket.key)
+        # A refusal changed nothing but locked the row: read in the same transaction, what
+        # it holds is what the take saw, whatever other processes were doing.
+        held = select(now_held).where(bucket.key == key)
+
+        def work(tx: Tx) -> float | None:
+            if tx.conn.execute(take).first() is not None:
+                return None
+            return float(tx.conn.execute(held).scalar_one())
+
+        tokens = await self._write(work)
+        if tokens is None:
+            return None
+        return max(1.0 - tokens, 0.0) / rate_per_s
+
+    async def refund_token(self, key: str, *, capacity: float) -> None:
+        """Give ``key`` back a token it spent (never past ``capacity``)."""
+        statement = (
+            update(rate_buckets)
+            .where(rate_buckets.c.key == key)
+            .values(tokens=func.least(literal(capacity, Float), rate_buckets.c.tokens + 1))
+        )
+        await self._write(lambda tx: tx.conn.execute(statement))
