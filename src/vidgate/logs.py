@@ -142,7 +142,8 @@ class ConsoleFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line; field values are redacted like messages."""
+    """One JSON object a line; the message and field values redacted (fields are set on
+    a record after the redacting record factory has seen it)."""
 
     def __init__(self, forms: list[str]) -> None:
         super().__init__()
@@ -158,7 +159,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in _context(record).items():
             line[key] = self._clean(value)
-        line["message"] = record.getMessage()
+        line["message"] = redact(record.getMessage(), self.forms)
         if record.exc_info and record.exc_info[0] is not None:
             record.exc_text = record.exc_text or self.formatException(record.exc_info)
         if record.exc_text:

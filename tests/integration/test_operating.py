@@ -324,3 +324,24 @@ async def test_json_log_lines_name_their_run_and_request(tmp_path: Path) -> None
     answered = lines[-1]
     assert answered["event"] == "test.answered" and answered["request_id"] == "req-42"
     assert answered["code"] == 200 and answered["message"] == "test.answered code=200"
+
+
+async def test_metrics_can_ask_for_a_token_or_be_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDGATE_TEST_METRICS_TOKEN", "scrape-token-1")
+    guarded = _settings(tmp_path / "a", metrics={"token_env": "VIDGATE_TEST_METRICS_TOKEN"})
+    async with _app(guarded, worker=None) as client:
+        for sent in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-token-1"}):
+            refused = await client.get("/metrics", headers=sent)
+            assert refused.status_code == 401, sent
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert "Authorization: Bearer TOKEN" in refused.json()["message"]
+        allowed = await client.get("/metrics", headers={"Authorization": "Bearer scrape-token-1"})
+        assert allowed.status_code == 200 and "vidgate_runs_queued 0.0" in allowed.text
+    async with _app(_settings(tmp_path / "b", metrics={"enabled": False}), worker=None) as client:
+        off = await client.get("/metrics")
+        assert off.status_code == 404
+        assert off.json()["message"] == (
+            "metrics are off on this server ([metrics] enabled = false in its config)"
+        )
