@@ -32,6 +32,10 @@ DataDir = Annotated[
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="TOML config file [env VIDGATE_CONFIG]")
 ]
+LogFormat = Annotated[
+    str,
+    typer.Option("--log-format", help="auto (JSON unless on a terminal), json or console"),
+]
 
 
 def _settings(data_dir: Path | None, config: Path | None, **overrides: object) -> Settings:
@@ -68,6 +72,7 @@ def serve(
         bool, typer.Option("--no-worker", help="Serve the API only; run `vidgate worker` apart")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_format: LogFormat = "auto",
 ) -> None:
     """Start the HTTP API (and, unless --no-worker, an in-process worker)."""
     from vidgate import logs
@@ -84,7 +89,7 @@ def serve(
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     print_welcome(base, first_key, settings)
-    logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
+    logs.configure(log_level.upper(), secrets=settings.provider_api_keys(), log_format=log_format)
     with_worker = not no_worker and settings.worker.enabled
     try:
         failure = serve_until_stopped(
@@ -130,15 +135,23 @@ def worker(
     data_dir: DataDir = None,
     config: ConfigFile = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_format: LogFormat = "auto",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this process's /metrics on this port [metrics.worker_port]"),
+    ] = None,
 ) -> None:
     """Run a worker process only (pair with `vidgate serve --no-worker`)."""
     from vidgate import logs
+    from vidgate.metrics import Metrics
+    from vidgate.server.serve import serve_metrics
     from vidgate.services import Services, build_catalog, build_storage
     from vidgate.worker.runtime import run_worker
 
     settings = _settings(data_dir, config)
     _check_storage(settings)
-    logs.configure(log_level.upper(), secrets=settings.provider_api_keys())
+    logs.configure(log_level.upper(), secrets=settings.provider_api_keys(), log_format=log_format)
+    port = metrics_port if metrics_port is not None else settings.metrics.worker_port
 
     async def main() -> None:
         store = await _open_store(settings)
@@ -147,9 +160,16 @@ def worker(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await store.listen()
-        services = Services(settings, store, build_storage(settings), build_catalog(settings))
+        metrics = Metrics(in_flight_gauges=False)
+        store.events.add_commit_listener(metrics.committed)
+        services = Services(
+            settings, store, build_storage(settings), build_catalog(settings), metrics
+        )
         try:
-            await run_worker(services, stop)
+            async with asyncio.TaskGroup() as parts:
+                if port is not None:
+                    parts.create_task(serve_metrics(metrics, settings, port, stop))
+                parts.create_task(run_worker(services, stop))
         finally:
             await store.close()
 

@@ -127,6 +127,18 @@ class WebhookSettings(_Section):
     one for this long."""
 
 
+class MetricsSettings(_Section):
+    enabled: bool = True
+    """Serve ``/metrics`` (off: it answers 404)."""
+    token_env: str | None = None
+    """The environment variable that holds a token scrapes must send as ``Authorization:
+    Bearer TOKEN``; unset, ``/metrics`` is open to whoever reaches the port."""
+    worker_host: str = "127.0.0.1"
+    worker_port: int | None = Field(None, ge=0, le=65535)
+    """Where ``vidgate worker`` serves its own ``/metrics`` (``--metrics-port``); unset,
+    a worker process serves none."""
+
+
 class ModerationSettings(_Section):
     blocked_words: list[str] = Field(default_factory=list)
     blocked_patterns: list[str] = Field(default_factory=lambda: [r"\bsandbox:blocked\b"])
@@ -206,6 +218,7 @@ class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 
@@ -262,6 +275,18 @@ class Settings(_Section):
         keys = (self.provider_api_key(name, env) for name in self.providers)
         return [key for key in keys if key]
 
+    def metrics_token(self, env: Mapping[str, str] | None = None) -> str | None:
+        """The bearer token ``/metrics`` asks for (``[metrics] token_env``), if any."""
+        if not self.metrics.token_env:
+            return None
+        token = (os.environ if env is None else env).get(self.metrics.token_env, "").strip()
+        if not token:
+            raise ConfigError(
+                f"[metrics] token_env names {self.metrics.token_env}, which is not set or "
+                "empty; set it to the token scrapes send, or remove token_env"
+            )
+        return token
+
 
 def _check_backend(slug: str, model: ModelConfig, providers: Mapping[str, object]) -> None:
     known = LOCAL_BACKENDS | REMOTE_BACKENDS
@@ -312,6 +337,7 @@ def load_settings(
         where = f" in {config_file}" if config_file else ""
         problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"invalid configuration{where}: {problems}") from None
+    settings.metrics_token(env)  # a token_env that names no token is found at start
     return settings
 
 

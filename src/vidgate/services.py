@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vidgate.config import Settings
+from vidgate.metrics import Metrics
 from vidgate.runs.catalog import (
     LOCAL_BACKENDS,
     Catalog,
@@ -24,6 +25,8 @@ class Services:
     store: SQLStore
     storage: LocalStorage
     catalog: Catalog
+    metrics: Metrics = field(default_factory=Metrics)
+    """What the process counts (see :mod:`vidgate.metrics`)."""
 
 
 def build_catalog(settings: Settings) -> Catalog:

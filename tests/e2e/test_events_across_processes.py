@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api_helpers import submit_ok
-from tests.servers import TEST_CONFIG, VIDGATE, LiveServer, run_cli, spawn
+from tests.servers import TEST_CONFIG, VIDGATE, LiveServer, free_port, run_cli, spawn
 from tests.sse import read_events
 
 
 @contextlib.contextmanager
-def worker_process(server: LiveServer, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker_process(
+    server: LiveServer, log: Path, extra_args: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         process = spawn(
             [
@@ -26,6 +29,7 @@ def worker_process(server: LiveServer, log: Path) -> Iterator[subprocess.Popen[b
                 str(server.data_dir),
                 "--config",
                 str(server.config),
+                *extra_args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -72,16 +76,35 @@ def test_api_hears_a_separate_worker_on_sqlite(tmp_path: Path) -> None:
     server = LiveServer(tmp_path / "data", TEST_CONFIG, extra_args=["--no-worker"])
     server.api_key = server.create_key("test")
     server.start()
+    port = free_port()
     try:
-        with worker_process(server, tmp_path / "worker.log"):
+        with worker_process(server, tmp_path / "worker.log", ["--metrics-port", str(port)]):
             run_id = submit_ok(server, "sandbox:slow=1 across processes")
             states = long_poll_to_the_end(server, run_id)
             assert states[-1] == ("completed", 100)
             other = submit_ok(server, "sandbox:slow=1 streamed across processes")
             statuses = stream_to_the_end(server, other)
             assert statuses[-1] == "completed" and "processing" in statuses
+            # Each process counts what it committed, and is scraped on its own.
+            worker = _samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10))
+            api = _samples(httpx.get(f"{server.base_url}/metrics", timeout=10))
     finally:
         server.stop()
+    finished = ("vidgate_runs_finished_total", "testcard-video", "COMPLETED")
+    assert worker.get(finished) == 2 and finished not in api
+    submitted = ("vidgate_runs_submitted_total", "testcard-video", None)
+    assert api.get(submitted) == 2 and submitted not in worker
+    assert ("vidgate_runs_queued", None, None) in api
+    assert ("vidgate_runs_queued", None, None) not in worker  # the API tells the system's
+
+
+def _samples(response: httpx.Response) -> dict[tuple[str, str | None, str | None], float]:
+    assert response.status_code == 200, response.text
+    return {
+        (s.name, s.labels.get("model"), s.labels.get("status")): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
 
 
 def test_two_api_processes_and_a_worker_on_postgres(tmp_path: Path, postgres_url: str) -> None:

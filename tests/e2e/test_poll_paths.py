@@ -44,10 +44,15 @@ def servers(tmp_path: Path) -> Iterator[tuple[LiveServer, LiveServer]]:
         fast.stop()
 
 
+REQUEST_ID = "poll-paths-0001"
+
+
 def _answer(server: LiveServer, path: str, params: Any, headers: Any) -> tuple[Any, ...]:
-    # Both servers see the same Host, so video links (made from it) are the same.
-    headers = {"Host": "vidgate.test:8000", **headers}
+    # Both servers see the same Host, so video links (made from it) are the same, and the
+    # same request id, which both paths echo.
+    headers = {"Host": "vidgate.test:8000", "X-Request-ID": REQUEST_ID, **headers}
     response = httpx.get(f"{server.base_url}{path}", params=params, headers=headers, timeout=30)
+    assert response.headers["x-request-id"] == REQUEST_ID
     kept = [(k, v) for k, v in response.headers.multi_items() if k != "date"]
     return response.status_code, kept, response.content
 
@@ -210,9 +215,11 @@ async def _change_and_poll(server: LiveServer, database_url: str | None) -> None
 
 
 def _posted(server: LiveServer, content: bytes, headers: dict[str, str]) -> tuple[Any, ...]:
+    headers = {"X-Request-ID": REQUEST_ID, **headers}
     response = httpx.post(
         f"{server.base_url}/api/generate-video", content=content, headers=headers, timeout=30
     )
+    assert response.headers["x-request-id"] == REQUEST_ID
     kept = [(k, v) for k, v in response.headers.multi_items() if k != "date"]
     return response.status_code, kept, response.content
 

@@ -223,6 +223,7 @@ def test_openapi_describes_every_route_with_upstream_schemas(live_server: LiveSe
         ("/api/v1/video-models", "get"): {"200"},
         ("/files/{key}", "get"): {"200", "206", "403", "404"},
         ("/healthz", "get"): {"200", "503"},
+        ("/readyz", "get"): {"200", "503"},
     }
     for (path, method), codes in expected.items():
         assert set(paths[path][method]["responses"]) == codes, (path, method)

@@ -155,7 +155,9 @@ async def _submit_ok(client: httpx.AsyncClient, prompt: str) -> str:
 
 
 async def _answer(client: httpx.AsyncClient, path: str, params: dict[str, Any]) -> tuple[Any, ...]:
-    response = await client.get(path, params=params)
+    # The same request id on both paths, which each echoes.
+    response = await client.get(path, params=params, headers={"X-Request-ID": "outage-1"})
+    assert response.headers["x-request-id"] == "outage-1"
     return response.status_code, response.headers.multi_items(), response.content
 
 

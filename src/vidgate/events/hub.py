@@ -45,6 +45,9 @@ class RunChange:
 Listener = Callable[[RunChange | None], None]
 """Called for every change in this process; ``None`` means "changes may have been missed"
 (a feed reconnected), so a listener should look again at what it cares about."""
+CommitListener = Callable[[RunChange], None]
+"""Called once for every change this process committed (never for one heard from another
+process, nor twice for one echoed by a feed): what counts changes (metrics) listens so."""
 
 
 class Watch:
@@ -91,6 +94,7 @@ class RunEvents:
     def __init__(self, remember: int = 10_000) -> None:
         self._watches: dict[str, set[Watch]] = {}
         self._listeners: list[Listener] = []
+        self._committers: list[CommitListener] = []
         # The newest sequence number seen per run (the most recently changed runs), so that
         # a change that arrives twice (published here, then echoed by the feed) is told once.
         self._seen: OrderedDict[str, int] = OrderedDict()
@@ -123,6 +127,20 @@ class RunEvents:
     def remove_listener(self, listener: Listener) -> None:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        self._committers.append(listener)
+
+    def committed(self, changes: list[RunChange]) -> None:
+        """Changes this process has just committed: tell the commit listeners, then
+        publish them."""
+        for change in changes:
+            for listener in self._committers:
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("events.listener_failed run_id=%s", change.run_id)
+        self.publish_many(changes)
 
     def publish(self, change: RunChange) -> None:
         """Tell every waiter of the run and every listener, unless this change (or a newer

@@ -12,14 +12,18 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Receive, Scope, Send
 
+from vidgate import logs
 from vidgate.config import Settings
+from vidgate.metrics import Metrics
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
 from vidgate.runs.request_schema import submit_schema
 from vidgate.server import errors
 from vidgate.server.common import REQUIRED
 from vidgate.server.fast_path import FastPath
+from vidgate.server.ops_routes import router as ops_router
 from vidgate.server.ratelimit import limiter_for
+from vidgate.server.request_ids import echoing, request_id_of
 from vidgate.server.routes import router
 from vidgate.server.slow_clients import timed_receive
 from vidgate.server.state import AppState
@@ -38,20 +42,29 @@ log = logging.getLogger("vidgate.worker")
 
 class VidgateApp(FastAPI):
     """FastAPI, with plain status polls and submits answered before its routing, by the
-    same code as the routes (see :mod:`vidgate.server.fast_path`), and request bodies that
-    must arrive within ``body_timeout_s`` (see :mod:`vidgate.server.slow_clients`)."""
+    same code as the routes (see :mod:`vidgate.server.fast_path`), request bodies that
+    must arrive within ``body_timeout_s`` (see :mod:`vidgate.server.slow_clients`), and an
+    ``X-Request-ID`` on every answer (see :mod:`vidgate.server.request_ids`)."""
 
     fast_path: FastPath | None = None
     body_timeout_s: float | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request_id = request_id_of(scope["headers"])
+        send = echoing(send, request_id)
+        token = logs.request_id.set(request_id.decode())
+        try:
             if self.body_timeout_s is not None and scope["method"] not in ("GET", "HEAD"):
                 receive = timed_receive(receive, self.body_timeout_s)
             fast = self.fast_path
             if fast is not None and await fast(scope, receive, send):
                 return
-        await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)
+        finally:
+            logs.request_id.reset(token)
 
 
 def create_app(
@@ -68,6 +81,7 @@ def create_app(
     on and ``on_background_exit`` is told why (``vidgate serve`` then exits non-zero)."""
 
     catalog = build_catalog(settings)
+    metrics_token = settings.metrics_token()
     limits = Limits(
         prompt_max_chars=settings.limits.prompt_max_chars,
         image_max_bytes=settings.limits.image_max_bytes,
@@ -82,6 +96,8 @@ def create_app(
             durability=settings.durability,
         )
         await store.listen()
+        metrics = Metrics()
+        store.events.add_commit_listener(metrics.committed)
         state = AppState(
             settings=settings,
             store=store,
@@ -96,11 +112,13 @@ def create_app(
             limiter=limiter_for(
                 store, settings.limits.submits_per_minute, settings.limits.submit_burst
             ),
+            metrics=metrics,
+            metrics_token=metrics_token,
         )
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
         if background is not None:
-            services = Services(settings, store, state.storage, catalog)
+            services = Services(settings, store, state.storage, catalog, metrics)
             worker_task = asyncio.create_task(background(services, stop), name="worker")
             state.worker = True
 
@@ -137,6 +155,7 @@ def create_app(
     app.include_router(router)
     app.include_router(status_router)
     app.include_router(webhook_router)
+    app.include_router(ops_router)
     app.openapi = lambda: _openapi(app, submit_schema(catalog, limits))  # type: ignore[method-assign]
     return app
 

@@ -51,7 +51,7 @@ class FastPath:
             refusal = unavailable(outage, retry_after_s, submit=is_submit(path, method))
             response = error_response(path, method, refusal)
         except Exception:
-            log.exception("%s %s failed", method, path)
+            log.exception("http.request_failed method=%s path=%s", method, path)
             crash = ApiError(500, "internal error; the server log has the details")
             response = error_response(path, method, crash)
         await response(scope, receive, send)

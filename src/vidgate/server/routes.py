@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -17,7 +17,7 @@ from vidgate.runs.submit import prepare_run
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
 from vidgate.server.common import base_url, find_run, needed, output_link, read_json, state_of
-from vidgate.server.errors import ApiError
+from vidgate.server.errors import DEFAULT_TYPES, ApiError
 from vidgate.server.state import AppState
 from vidgate.storage.local import BadSignature, content_type_for
 from vidgate.store.errors import IdempotencyConflict, StoreUnavailable
@@ -71,6 +71,7 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
     the database (shared by every API process); an outage there is a 503 like any other."""
     wait_s = await state.limiter.take(key.id)
     if wait_s is not None:
+        state.metrics.refused(DEFAULT_TYPES[429])
         retry = max(1, math.ceil(wait_s))
         raise ApiError(
             429,
@@ -80,9 +81,12 @@ async def accept_submit(state: AppState, request: Request, key: KeyRecord) -> Re
         )
     try:
         return await _accept(state, request, key)
-    except TargetRefused:
+    except TargetRefused as refusal:
+        state.metrics.refused(refusal.type)
         raise  # it cost DNS lookups: the token is kept, so that refusals stay limited
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ApiError):
+            state.metrics.refused(exc.type)
         # A refund lost to a database outage costs the key one submit; the refusal (or the
         # outage) stays the answer.
         with contextlib.suppress(StoreUnavailable):
@@ -220,27 +224,3 @@ async def files_route(
     except FileNotFoundError:
         raise ApiError(404, "this file no longer exists") from None
     return FileResponse(path, media_type=content_type_for(key))
-
-
-@router.get(
-    "/healthz",
-    responses=schemas.error_responses(503),
-    summary="Liveness and database check",
-)
-async def healthz(request: Request) -> dict[str, Any]:
-    """Cheap however many runs are stored: it counts the runs in flight only. A 503 once
-    this process's worker has stopped (failed): runs submitted here would only wait."""
-    state = state_of(request)
-    if state.worker_failure is not None:
-        raise ApiError(
-            503,
-            f"the worker in this process has stopped ({state.worker_failure}); runs "
-            "submitted here wait for another worker. Restart vidgate; its log has the details",
-        )
-    counts = await state.store.count_in_flight()
-    return {
-        "status": "ok",
-        "runs": counts,
-        "worker": state.worker,
-        "waiting": state.store.events.waiting(),
-    }

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import shlex
+from collections.abc import Generator
 
 import uvicorn
 
 from vidgate.config import Settings
+from vidgate.metrics import Metrics
 from vidgate.server.app import Background, create_app
+from vidgate.server.ops_routes import metrics_app
 from vidgate.server.slow_clients import protocol_with_header_timeout
 
 
@@ -37,6 +41,7 @@ def serve_until_stopped(
             port=settings.server.port,
             http=protocol_with_header_timeout(settings.server.header_timeout_s),
             log_level=log_level,
+            log_config=None,  # uvicorn's lines go through vidgate's (JSON) logging
             timeout_graceful_shutdown=5,
         )
     )
@@ -47,6 +52,32 @@ def serve_until_stopped(
     if not server.started:
         raise ServerNotStarted
     return None
+
+
+async def serve_metrics(
+    metrics: Metrics, settings: Settings, port: int, stop: asyncio.Event
+) -> None:
+    """Serve ``metrics`` at ``/metrics`` on ``[metrics] worker_host`` and ``port`` until
+    ``stop`` is set (a worker process, which has no API of its own)."""
+    app = metrics_app(metrics, enabled=settings.metrics.enabled, token=settings.metrics_token())
+    config = uvicorn.Config(
+        app, host=settings.metrics.worker_host, port=port, log_config=None, access_log=False
+    )
+    server = _SignalsLeftAlone(config)
+    task = asyncio.create_task(server.serve(), name="metrics")
+    try:
+        await stop.wait()
+    finally:
+        server.should_exit = True
+        await task
+
+
+class _SignalsLeftAlone(uvicorn.Server):
+    """A server that leaves SIGINT and SIGTERM to the process: it stops when told."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 def print_welcome(base: str, key: str | None, settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vidgate.config import Settings
+from vidgate.metrics import Metrics
 from vidgate.runs.catalog import Catalog
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
@@ -22,6 +23,9 @@ class AppState:
     moderation: Moderation
     limits: Limits
     limiter: Limiter
+    metrics: Metrics
+    metrics_token: str | None = None
+    """The bearer token ``/metrics`` asks for, if any."""
     worker: bool = False
     """Whether this process runs a worker too."""
     worker_failure: str | None = None

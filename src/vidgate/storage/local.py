@@ -174,6 +174,20 @@ class LocalStorage:
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    async def check(self) -> None:
+        """A cheap check that videos can be stored (readiness): StorageError if not."""
+
+        def writable() -> bool:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return os.access(self.root, os.W_OK | os.X_OK)
+
+        try:
+            ok = await asyncio.to_thread(writable)
+        except OSError as exc:
+            raise self._write_failed("(readiness check)", exc) from exc
+        if not ok:
+            raise StorageError(f"the storage directory {self.root} is not writable")
+
     def _sign(self, key: str, expires: int) -> str:
         mac = hmac.digest(self._secret, f"{key}\n{expires}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")

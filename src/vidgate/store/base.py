@@ -116,7 +116,7 @@ class StoreBase:
             raise outage from exc
         if self._down_since:
             self._back("writes")
-        self.events.publish_many(tx.changes)
+        self.events.committed(tx.changes)
         return result
 
     async def _read(self, work: Callable[[Connection], T]) -> T:

@@ -119,6 +119,11 @@ class PollVerbs(StoreBase):
 
         return await self._read(read)
 
+    async def ping(self) -> None:
+        """One cheap read of the runs table (readiness); StoreUnavailable if it fails."""
+        query = select(runs.c.id).limit(1)
+        await self._read(lambda conn: conn.execute(query).first())
+
     async def count_in_flight(self) -> dict[str, int]:
         """Queued and running runs by status (by index: cheap however many runs are over)."""
         query = (

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vidgate import logs
 from vidgate.backends.base import (
     FAILED_FRIENDLY,
     GenerationCancelled,
@@ -71,7 +72,7 @@ async def _outlast(task: asyncio.Future[None], run_id: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait([task], timeout=left)
     if not task.cancelled() and task.exception() is not None:
-        log.error("run.keep_failed", exc_info=task.exception())
+        log.error("run.keep_failed run_id=%s", run_id, exc_info=task.exception())
 
 
 class LocalWorker:
@@ -181,6 +182,7 @@ class LocalWorker:
                     task.cancel()
 
     async def _execute(self, run: RunRecord) -> None:
+        logs.run_id.set(run.id)  # this task's lines, its libraries' too, name the run
         event(log, "run.claimed", run_id=run.id, backend=run.backend, attempt=run.attempts)
         if run.attempts > self.settings.max_attempts:
             await self._finish(

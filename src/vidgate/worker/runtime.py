@@ -10,6 +10,7 @@ from vidgate.events.hub import RunChange
 from vidgate.runs.status import Status
 from vidgate.services import Services
 from vidgate.worker.local import LocalWorker, new_owner_id
+from vidgate.worker.metered import metered
 from vidgate.worker.provider_http import provider_client
 from vidgate.worker.remote import RemotePoller
 from vidgate.worker.webhooks import WebhookSender
@@ -38,7 +39,7 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
             store,
             services.storage,
             services.catalog,
-            remote_backends(settings, http),
+            metered(remote_backends(settings, http), services.metrics),
             {name: p.poll_interval_s for name, p in settings.providers.items()},
             settings.worker,
             owner,
@@ -54,6 +55,7 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
             settings.server,
             settings.storage.url_ttl_s,
             owner,
+            metrics=services.metrics,
         )
 
         def on_change(change: RunChange | None) -> None:

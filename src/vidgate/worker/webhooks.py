@@ -24,6 +24,7 @@ import httpx
 from vidgate.config import ServerSettings, WebhookSettings
 from vidgate.events.hub import RunChange
 from vidgate.logs import event
+from vidgate.metrics import Metrics
 from vidgate.netguard import GuardedTransport, Resolve, Unresolved, UnsafeTarget, system_resolve
 from vidgate.storage.local import LocalStorage
 from vidgate.store.errors import StoreUnavailable
@@ -69,8 +70,10 @@ class WebhookSender:
         owner: str,
         *,
         resolve: Resolve = system_resolve,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.storage = storage
         self.settings = settings
         self.base = public_base_url(server)
@@ -179,7 +182,9 @@ class WebhookSender:
             payload = delivery.payload or await self._render(delivery)
             outcome = await self._attempt(http, delivery, payload)
         except Exception as exc:  # the attempt is retried; the sender goes on
-            log.exception("webhook.attempt_crashed delivery=%s", delivery.id)
+            log.exception(
+                "webhook.attempt_crashed run_id=%s delivery=%s", delivery.run_id, delivery.id
+            )
             payload = delivery.payload or ""
             outcome = {"at": time.time(), "statusCode": None, "error": f"internal: {exc!r}"}
         status = self._status_after(delivery, outcome)
@@ -195,6 +200,7 @@ class WebhookSender:
             next_attempt_at=next_at,
             payload=payload,
         )
+        self.metrics.webhook_attempt(status)
         event(
             log,
             f"webhook.{status}",

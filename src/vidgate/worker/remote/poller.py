@@ -15,6 +15,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from vidgate import logs
 from vidgate.backends.base import RemoteBackend
 from vidgate.config import WorkerSettings
 from vidgate.logs import event
@@ -162,6 +163,7 @@ class RemotePoller(Submits, Follows):
                 log.exception("poller.renew_failed")
 
     async def _operate(self, run: RemoteRun) -> None:
+        logs.run_id.set(run.id)  # this task's lines, its libraries' too, name the run
         try:
             spec = self.catalog.models.get(run.model)
             backend = self.backends.get(spec.provider or "") if spec else None
