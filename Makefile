@@ -28,11 +28,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-## Lint, type-check and run the whole suite against real SQLite and PostgreSQL.
+## Lint, type-check and run the whole suite against real SQLite and PostgreSQL: in
+## TEST_WORKERS parallel processes (one per core, 2 to 4), then the tests marked `serial`
+## alone. pytest's exit status 5 (nothing collected, e.g. PYTEST_ARGS naming one file) is
+## not a failure.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=2; echo $$n)
 test: lint
 	@url=$$(scripts/postgres-for-tests.sh start $(PGDIR)) || exit 1; \
 	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)' EXIT; \
-	VIDGATE_TEST_DATABASE_URL=$$url $(BIN)/pytest $(PYTEST_ARGS)
+	export VIDGATE_TEST_DATABASE_URL=$$url; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(PYTEST_ARGS) || [ $$? -eq 5 ] || exit 1; \
+	$(BIN)/pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 ## Benchmarks, each beside a baseline measured in the same run (see bench/); HTTP figures
 ## by wrk. Installs wrk and nginx if missing; writes docs/benchmarks.md. Under 10 minutes.

@@ -55,6 +55,7 @@ async def _submit_all(server: LiveServer, model: str) -> list[str]:
         return await asyncio.gather(*(one(i) for i in range(RUNS)))
 
 
+@pytest.mark.serial  # every job must be created before the first finishes
 @pytest.mark.timeout(900)
 def test_one_worker_follows_2000_concurrent_provider_jobs(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cases = [c for c in all_cases() if c.name == "fal"]

@@ -8,6 +8,7 @@ import signal
 import time
 
 import httpx
+import pytest
 
 from tests.api_helpers import decode_mp4, status, wait_terminal
 from tests.providers import all_cases, emulators_running, provider_env, vidgate_config
@@ -16,6 +17,7 @@ from tests.servers import LiveServer
 RUNS_PER_PROVIDER = 3
 
 
+@pytest.mark.serial  # under load its jobs may finish before the kill
 def test_sigkill_with_provider_jobs_in_flight(tmp_path) -> None:  # type: ignore[no-untyped-def]
     cases = [c for c in all_cases() if c.name != "runway"] + [
         c for c in all_cases() if c.name == "runway"
