@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS
-from vidgate.storage.location import S3Location, parse_storage_url
+from vidgate.storage.location import S3Location, storage_location
 
 DEFAULT_DATA_DIR = Path(".vidgate")
 Durability = Literal["normal", "full"]
@@ -102,10 +102,6 @@ class WorkerSettings(_Section):
     refused, so a provider's answer cannot point the worker into your network."""
 
 
-S3_MAX_URL_TTL_S = 7 * 24 * 3600
-"""The longest lifetime S3 allows a presigned URL (SigV4: seven days)."""
-
-
 class StorageSettings(_Section):
     kind: Literal["local", "s3"] | None = None
     """Older config files name the kind of storage; ``url`` decides it, and a ``kind``
@@ -116,18 +112,15 @@ class StorageSettings(_Section):
     (or ``path``)."""
     path: Path | None = None
     """Where local storage keeps files; default ``DATA_DIR/files``."""
+    # S3 only; each defaults to its variable in AWS_VARIABLES. Without keys, the AWS
+    # default chain applies (web identity, container or instance credentials).
     endpoint_url: str | None = None
-    """S3: the endpoint of an S3-compatible service (MinIO, R2, B2); default AWS S3. The
-    ``AWS_ENDPOINT_URL`` variable when unset."""
+    """An S3-compatible service's endpoint (MinIO, R2, B2); default AWS S3."""
     region: str | None = None
-    """S3: the bucket's region (``AWS_REGION`` when unset)."""
     access_key_id: str | None = None
-    """S3: the access key (``AWS_ACCESS_KEY_ID`` when unset; without either, the AWS
-    default chain: web identity, container or instance credentials)."""
     secret_access_key: SecretStr | None = None
-    """S3: the secret key (``AWS_SECRET_ACCESS_KEY`` when unset)."""
     session_token: SecretStr | None = None
-    """S3: a session token for temporary credentials (``AWS_SESSION_TOKEN`` when unset)."""
+    """For temporary credentials."""
     url_ttl_s: int = Field(24 * 3600, ge=60)
     copy_attempts: int = Field(5, ge=1)
     """Tries to copy a finished remote video into storage before the run is failed."""
@@ -143,38 +136,15 @@ class StorageSettings(_Section):
         return value
 
     @model_validator(mode="after")
-    def _check_url(self) -> StorageSettings:
+    def _check_location(self) -> StorageSettings:
         """A bad URL is refused at load, not at the first video."""
-        location = self.location
-        kind = "s3" if isinstance(location, S3Location) else "local"
-        if self.kind not in (None, kind):
-            fix = "set storage.url = 's3://bucket/prefix'" if self.kind == "s3" else "remove it"
-            raise ValueError(
-                f"storage.kind is {self.kind!r} but storage.url names {kind} storage "
-                f"({self.url or 'the default directory'}); storage.url alone chooses: {fix}"
-            )
-        if isinstance(location, S3Location):
-            if self.path is not None:
-                raise ValueError(
-                    f"storage.path ({self.path}) is for a local directory, but storage.url "
-                    f"is {self.url!r}: remove one of them"
-                )
-            if self.url_ttl_s > S3_MAX_URL_TTL_S:
-                raise ValueError(
-                    f"storage.url_ttl_s ({self.url_ttl_s}) is longer than the {S3_MAX_URL_TTL_S}"
-                    " s (7 days) S3 allows a presigned URL; lower it"
-                )
-        elif self.url is not None and self.path is not None and location != self.path:
-            raise ValueError(
-                f"storage.url ({self.url!r}) and storage.path ({self.path}) name two "
-                "directories: keep one of them"
-            )
+        storage_location(self.url, self.path, self.kind, self.url_ttl_s)
         return self
 
     @property
     def location(self) -> Path | S3Location | None:
         """The directory or bucket named by ``url`` (or ``path``); None: ``DATA_DIR/files``."""
-        return self.path if self.url is None else parse_storage_url(self.url)
+        return storage_location(self.url, self.path, self.kind, self.url_ttl_s)
 
 
 AWS_VARIABLES = {
@@ -410,6 +380,8 @@ def _storage_from_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         return  # validation says what is wrong with it
     if env.get("VIDGATE_STORAGE_URL"):
         storage["url"] = env["VIDGATE_STORAGE_URL"]
+    if not str(storage.get("url", "")).lower().startswith("s3://"):
+        return  # the variables are not vidgate's: local storage ignores them
     for key, variable in AWS_VARIABLES.items():
         if key not in storage and env.get(variable):
             storage[key] = env[variable]

@@ -110,6 +110,8 @@ def test_storage_url_from_env_and_s3_keys_from_the_aws_variables(tmp_path: Path)
     config = tmp_path / "c.toml"
     config.write_text('[storage]\nurl = "/srv/videos"\nregion = "eu-west-3"\n')
     assert load_settings(config_file=config, env={}).storage_path == Path("/srv/videos")
+    local = load_settings(config_file=config, env={"AWS_ENDPOINT_URL": "not a URL"}).storage
+    assert local.endpoint_url is None  # the machine's AWS variables mean nothing locally
     env = {
         "VIDGATE_STORAGE_URL": "s3://videos/gateway/",
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+S3_MAX_URL_TTL_S = 7 * 24 * 3600
+"""The longest lifetime S3 allows a presigned URL (SigV4: seven days)."""
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 
 
@@ -40,3 +42,35 @@ def parse_storage_url(url: str) -> Path | S3Location:
             "lower-case letters, digits, dots and hyphens"
         )
     return S3Location(bucket, parts.path.strip("/"))
+
+
+def storage_location(
+    url: str | None, path: Path | None, kind: str | None, url_ttl_s: int
+) -> Path | S3Location | None:
+    """What the ``[storage]`` keys name together (None: the default directory); ValueError
+    where they contradict each other or S3's limits."""
+    location = path if url is None else parse_storage_url(url)
+    found = "s3" if isinstance(location, S3Location) else "local"
+    if kind not in (None, found):
+        fix = "set storage.url = 's3://bucket/prefix'" if kind == "s3" else "remove it"
+        raise ValueError(
+            f"storage.kind is {kind!r} but storage.url names {found} storage "
+            f"({url or 'the default directory'}); storage.url alone chooses: {fix}"
+        )
+    if isinstance(location, S3Location):
+        if path is not None:
+            raise ValueError(
+                f"storage.path ({path}) is for a local directory, but storage.url is {url!r}: "
+                "remove one of them"
+            )
+        if url_ttl_s > S3_MAX_URL_TTL_S:
+            raise ValueError(
+                f"storage.url_ttl_s ({url_ttl_s}) is longer than the {S3_MAX_URL_TTL_S} s "
+                "(7 days) S3 allows a presigned URL; lower it"
+            )
+    elif path is not None and location != path:
+        raise ValueError(
+            f"storage.url ({url!r}) and storage.path ({path}) name two directories: keep "
+            "one of them"
+        )
+    return location
