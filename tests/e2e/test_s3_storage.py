@@ -5,6 +5,7 @@ redirects there."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,8 @@ def test_a_run_on_sqlite_keeps_its_video_in_s3(tmp_path: Path, s3_bucket: Bucket
         assert "S3 bucket" in assert_status_error(files, 404)
     finally:
         server.stop()
+    # Ended by its SIGTERM, as with local storage; not aborted as the interpreter exits.
+    assert server.process is not None and server.process.returncode == -signal.SIGTERM
     log = server.log()
     assert f"Videos are kept in s3://{s3_bucket.name}/gw ({s3_bucket.server.endpoint})" in log
     assert "testing" not in log  # the credentials are not shown

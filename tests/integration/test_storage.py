@@ -5,6 +5,7 @@ served by signed URLs that need no API key, are stable for half their lifetime a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -238,3 +239,26 @@ async def test_a_failing_stream_raises_its_own_error_and_stores_nothing(
     with pytest.raises(SourceBroke):
         await case.storage.put_stream("vid_g/1-ab.mp4", chunks(), "video/mp4")
     assert (await http.get(case.url("vid_g/1-ab.mp4"))).status_code == 404
+
+
+async def test_a_cancelled_stream_stores_nothing_and_stops(
+    case: Case, http: httpx.AsyncClient
+) -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"x" * (PART_BYTES + 1)
+        started.set()
+        try:
+            await asyncio.sleep(3600)  # a provider that stalls
+        finally:
+            stopped.set()
+        yield b"never"
+
+    upload = asyncio.create_task(case.storage.put_stream("vid_h/1-ab.mp4", chunks(), "video/mp4"))
+    await asyncio.wait_for(started.wait(), 10)
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    await asyncio.wait_for(stopped.wait(), 5)  # nothing left waiting on the stream
+    assert (await http.get(case.url("vid_h/1-ab.mp4"))).status_code == 404

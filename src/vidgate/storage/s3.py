@@ -16,9 +16,12 @@ moment (to the second).
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +42,8 @@ PART_BYTES = 8 * 1024 * 1024
 """Multipart part size (S3's minimum is 5 MiB; parts are buffered in memory)."""
 PARTS_IN_FLIGHT = 2
 """Parts uploaded at once: with :data:`PART_BYTES`, bounds an upload's memory."""
+UPLOAD_THREADS = 32
+"""Uploads and deletes at once per process (each holds a thread while it runs)."""
 URLS_KEPT = 20_000
 """Presigned URLs remembered (one per finished video polled recently)."""
 
@@ -79,6 +84,7 @@ class S3Storage:
             retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=60)},
         )
         self._urls: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._threads = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="s3")
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> S3Storage:
@@ -104,7 +110,7 @@ class S3Storage:
         """Upload ``source`` (multipart when large), then remove it: a move, as locally."""
         try:
             size = (await asyncio.to_thread(source.stat)).st_size
-            await self._put(key, source, content_type)
+            await self._in_thread(self._put, key, source, content_type)
         except (BaseError, OSError) as exc:
             raise self._write_failed(key, exc) from exc
         await asyncio.to_thread(source.unlink, missing_ok=True)
@@ -113,29 +119,41 @@ class S3Storage:
     async def put_stream(
         self, key: str, chunks: AsyncIterator[bytes], content_type: str
     ) -> StoredObject:
+        """The upload runs in a thread and draws each chunk from this event loop in turn."""
+        loop = asyncio.get_running_loop()
         size = 0
         failed: list[BaseException] = []
+        abandoned = threading.Event()
 
-        async def counted() -> AsyncIterator[bytes]:
+        async def next_chunk() -> bytes:
+            return await anext(chunks)
+
+        def pull() -> Iterator[bytes]:
             nonlocal size
-            try:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    yield chunk
-            except BaseException as exc:
-                failed.append(exc)
-                raise
+            while True:
+                coming = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
+                try:
+                    chunk = _wait(coming, abandoned)
+                except StopAsyncIteration:
+                    return
+                except BaseException as exc:
+                    failed.append(exc)
+                    raise
+                size += len(chunk)
+                yield chunk
 
         try:
-            await self._put(key, counted(), content_type)
+            await self._in_thread(self._put, key, pull(), content_type)
         except (BaseError, OSError) as exc:
             if failed and exc is failed[0]:
                 raise  # the source's failure, as it is
             raise self._write_failed(key, exc) from exc
+        finally:
+            abandoned.set()  # a cancelled upload stops at its next chunk
         return StoredObject(key, size, content_type)
 
-    async def _put(self, key: str, data: Path | AsyncIterator[bytes], content_type: str) -> None:
-        await obstore.put_async(
+    def _put(self, key: str, data: Path | Iterator[bytes], content_type: str) -> None:
+        obstore.put(
             self._store,
             key,
             data,
@@ -144,32 +162,36 @@ class S3Storage:
             max_concurrency=PARTS_IN_FLIGHT,
         )
 
+    async def _in_thread(self, call: Callable[..., None], *args: object) -> None:
+        """obstore's blocking calls, in this storage's threads: its async calls keep
+        Python objects on its runtime's threads, which may abort the interpreter as it
+        exits (SIGABRT); its own threads keep the default executor free for what feeds a
+        stream."""
+        await asyncio.get_running_loop().run_in_executor(self._threads, call, *args)
+
     def _write_failed(self, key: str, exc: Exception) -> StorageWriteFailed:
-        where = f"the bucket {self.where}"
-        if isinstance(exc, FileNotFoundError | PermissionError):
-            detail = _first_line(exc)
-            if isinstance(exc, FileNotFoundError) and "NoSuchBucket" in str(exc):
-                advice = f"{where} does not exist; create it, or correct storage.url"
-            else:
-                advice = f"writing to {where} failed ({detail})"
-        elif isinstance(exc, PermissionDeniedError | UnauthenticatedError):
+        where, why = f"the bucket {self.where}", _describe(exc)
+        if "NoSuchBucket" in why:
+            advice = f"{where} does not exist; create it, or correct storage.url"
+        elif isinstance(exc, PermissionError | PermissionDeniedError | UnauthenticatedError):
             advice = (
-                f"{where} refused the write ({_first_line(exc)}); check the access key "
-                "(storage.access_key_id or AWS_ACCESS_KEY_ID) and that it may put objects there"
+                f"{where} refused the write ({why}); check the credentials (storage."
+                "access_key_id or AWS_ACCESS_KEY_ID, and the secret) and that they may put "
+                "objects there"
             )
         else:
             advice = (
-                f"writing to {where} failed ({_first_line(exc)}); check that the endpoint "
-                "is reachable (storage.endpoint_url or AWS_ENDPOINT_URL) and the bucket's status"
+                f"writing to {where} failed ({why}); check that the endpoint is reachable "
+                "(storage.endpoint_url or AWS_ENDPOINT_URL) and the bucket's state"
             )
         return StorageWriteFailed(f"could not store the video {key}: {advice}")
 
     async def delete(self, key: str) -> None:
         try:
-            await obstore.delete_async(self._store, key)
+            await self._in_thread(obstore.delete, self._store, key)
         except (BaseError, OSError) as exc:
             raise StorageError(
-                f"could not delete {key} from the bucket {self.where}: {_first_line(exc)}"
+                f"could not delete {key} from the bucket {self.where}: {_describe(exc)}"
             ) from exc
 
     def signed_url(
@@ -197,6 +219,30 @@ class S3Storage:
         return url, expires
 
 
-def _first_line(exc: BaseException) -> str:
-    """obstore's message without its debug dump (which follows the first line)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def _wait(coming: Future[bytes], abandoned: threading.Event) -> bytes:
+    """The next chunk, unless the upload is abandoned (cancelled) meanwhile: then an error
+    that makes obstore abort the upload rather than complete it."""
+    while True:
+        try:
+            return coming.result(timeout=1)
+        except TimeoutError:
+            if abandoned.is_set():
+                coming.cancel()
+                raise StorageError("the upload was abandoned") from None
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, in a line: the service's status and S3 error code and message when
+    it answered, else the first line of obstore's message (a debug dump follows it)."""
+    text = str(exc)
+    code, message = _S3_CODE.search(text), _S3_MESSAGE.search(text)
+    if code is not None:
+        status = _STATUS.search(text)
+        said = f"{code[1]}: {message[1]}" if message is not None else code[1]
+        return f"{status[1]} {said}" if status is not None else said
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+_S3_CODE = re.compile(r"<Code>([^<]*)</Code>")
+_S3_MESSAGE = re.compile(r"<Message>([^<]*)</Message>")
+_STATUS = re.compile(r"status code: (\d{3})")
