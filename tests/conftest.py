@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import PrivatePostgres
+from tests.s3 import Bucket, S3Server
 from tests.servers import TEST_CONFIG, LiveServer, reap_all, running_server
 
 
@@ -150,3 +151,19 @@ async def _drop_postgres(url: str) -> None:
     assert base is not None
     name = make_url(url).database
     await _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The S3 emulator (moto's server mode), started once for the session."""
+    server = S3Server.start(tmp_path_factory.mktemp("s3") / "moto.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Bucket:
+    """A new, empty bucket on the session's S3 emulator."""
+    return s3_server.new_bucket()

@@ -110,7 +110,7 @@ def serve(
 def _check_storage(settings: Settings) -> None:
     """Refuse to start on storage whose signing secret is damaged (made on first start)."""
     from vidgate.services import build_storage
-    from vidgate.storage.local import StorageError
+    from vidgate.storage.base import StorageError
 
     try:
         build_storage(settings)

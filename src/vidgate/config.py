@@ -1,8 +1,10 @@
 """Typed settings. The only module that reads the environment.
 
 Settings come from, in order of precedence: command-line flags, environment variables
-(``VIDGATE_DATA_DIR``, ``VIDGATE_CONFIG``, ``VIDGATE_DATABASE_URL``), the TOML config file,
-and the defaults below. Every key is documented in ``docs/configuration.md``.
+(``VIDGATE_DATA_DIR``, ``VIDGATE_CONFIG``, ``VIDGATE_DATABASE_URL``,
+``VIDGATE_STORAGE_URL``), the TOML config file, and the defaults below; the standard
+``AWS_*`` variables fill the S3 keys of ``[storage]`` that the file leaves unset. Every key
+is documented in ``docs/configuration.md``.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS
+from vidgate.storage.location import S3Location, storage_location
 
 DEFAULT_DATA_DIR = Path(".vidgate")
 Durability = Literal["normal", "full"]
@@ -98,12 +103,58 @@ class WorkerSettings(_Section):
 
 
 class StorageSettings(_Section):
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "s3"] | None = None
+    """Older config files name the kind of storage; ``url`` decides it, and a ``kind``
+    that contradicts it is refused."""
+    url: str | None = None
+    """Where videos are kept: a local directory (a path, or ``file:///path``) or an
+    S3-compatible bucket, ``s3://bucket/prefix``; default the directory ``DATA_DIR/files``
+    (or ``path``)."""
     path: Path | None = None
     """Where local storage keeps files; default ``DATA_DIR/files``."""
+    # S3 only; each defaults to its variable in AWS_VARIABLES. Without keys, the AWS
+    # default chain applies (web identity, container or instance credentials).
+    endpoint_url: str | None = None
+    """An S3-compatible service's endpoint (MinIO, R2, B2); default AWS S3."""
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    """For temporary credentials."""
     url_ttl_s: int = Field(24 * 3600, ge=60)
     copy_attempts: int = Field(5, ge=1)
     """Tries to copy a finished remote video into storage before the run is failed."""
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(
+                f"{value!r} is not an http(s) URL; write the S3 endpoint as "
+                "https://host[:port] (or http:// for a local test server)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_location(self) -> StorageSettings:
+        """A bad URL is refused at load, not at the first video."""
+        storage_location(self.url, self.path, self.kind, self.url_ttl_s)
+        return self
+
+    @property
+    def location(self) -> Path | S3Location | None:
+        """The directory or bucket named by ``url`` (or ``path``); None: ``DATA_DIR/files``."""
+        return storage_location(self.url, self.path, self.kind, self.url_ttl_s)
+
+
+AWS_VARIABLES = {
+    "endpoint_url": "AWS_ENDPOINT_URL",
+    "region": "AWS_REGION",
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "session_token": "AWS_SESSION_TOKEN",
+}
+"""The standard variables that fill ``[storage]`` keys the config file leaves unset."""
 
 
 class WebhookSettings(_Section):
@@ -255,7 +306,9 @@ class Settings(_Section):
 
     @property
     def storage_path(self) -> Path:
-        return self.storage.path or self.data_dir / "files"
+        """The directory of local storage (unused when storage is S3)."""
+        location = self.storage.location
+        return location if isinstance(location, Path) else self.data_dir / "files"
 
     def enabled_models(self) -> dict[str, ModelConfig]:
         return {slug: m for slug, m in self.models.items() if m.enabled}
@@ -329,6 +382,7 @@ def load_settings(
         raw["data_dir"] = env["VIDGATE_DATA_DIR"]
     if env.get("VIDGATE_DATABASE_URL"):
         raw["database_url"] = env["VIDGATE_DATABASE_URL"]
+    _storage_from_env(raw, env)
     for key, value in (overrides or {}).items():
         raw[key] = value
     try:
@@ -341,8 +395,29 @@ def load_settings(
     return settings
 
 
+def _storage_from_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    """``VIDGATE_STORAGE_URL`` over the file's ``storage.url``; the standard AWS variables
+    where the file's ``[storage]`` leaves a key unset (they are machine-wide, the file is
+    vidgate's own)."""
+    storage = raw.get("storage")
+    if storage is None:
+        storage = raw["storage"] = {}
+    if not isinstance(storage, dict):
+        return  # validation says what is wrong with it
+    if env.get("VIDGATE_STORAGE_URL"):
+        storage["url"] = env["VIDGATE_STORAGE_URL"]
+    if not str(storage.get("url", "")).lower().startswith("s3://"):
+        return  # the variables are not vidgate's: local storage ignores them
+    for key, variable in AWS_VARIABLES.items():
+        if key not in storage and env.get(variable):
+            storage[key] = env[variable]
+    if "region" not in storage and env.get("AWS_DEFAULT_REGION"):
+        storage["region"] = env["AWS_DEFAULT_REGION"]
+
+
 def _problem(location: tuple[int | str, ...], message: str) -> str:
     message = message.removeprefix("Value error, ")  # our own checks name their keys
-    if not location:
+    where = ".".join(str(part) for part in location)
+    if not location or message.startswith(f"{where}."):
         return message
-    return f"{'.'.join(str(part) for part in location)}: {message}"
+    return f"{where}: {message}"

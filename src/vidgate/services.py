@@ -13,7 +13,9 @@ from vidgate.runs.catalog import (
     generic_parameters,
     testcard_parameters,
 )
+from vidgate.storage.base import Storage
 from vidgate.storage.local import LocalStorage, load_or_create_secret
+from vidgate.storage.location import S3Location
 from vidgate.store.sql import SQLStore
 
 
@@ -23,7 +25,7 @@ class Services:
 
     settings: Settings
     store: SQLStore
-    storage: LocalStorage
+    storage: Storage
     catalog: Catalog
     metrics: Metrics = field(default_factory=Metrics)
     """What the process counts (see :mod:`vidgate.metrics`)."""
@@ -53,6 +55,12 @@ def build_catalog(settings: Settings) -> Catalog:
     return Catalog(models)
 
 
-def build_storage(settings: Settings) -> LocalStorage:
+def build_storage(settings: Settings) -> Storage:
+    """The storage ``storage.url`` names: an S3 bucket, or a local directory whose URLs
+    this server signs with the data directory's secret."""
+    if isinstance(settings.storage.location, S3Location):
+        from vidgate.storage.s3 import S3Storage  # obstore (~25 ms to import) only where used
+
+        return S3Storage.from_settings(settings.storage)
     secret = load_or_create_secret(settings.data_dir / "secret.key")
     return LocalStorage(settings.storage_path, secret)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 
 from vidgate.runs.status import Status
-from vidgate.storage.local import LocalStorage
+from vidgate.storage.base import Storage
 from vidgate.store.records import RunRecord, RunView
 from vidgate.store.sql import SQLStore
 
@@ -110,7 +110,7 @@ def submit_response(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def output_link(storage: LocalStorage, run: RunView, base: str, ttl_s: int) -> OutputLink | None:
+def output_link(storage: Storage, run: RunView, base: str, ttl_s: int) -> OutputLink | None:
     """The signed URL of a completed run's video (stable for half its lifetime)."""
     if run.status is not Status.COMPLETED or run.output_key is None:
         return None
@@ -120,7 +120,7 @@ def output_link(storage: LocalStorage, run: RunView, base: str, ttl_s: int) -> O
 
 async def status_body(
     store: SQLStore,
-    storage: LocalStorage,
+    storage: Storage,
     run: RunView,
     *,
     base: str,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vidgate.storage.local import StorageError, load_or_create_secret
+from vidgate.storage.base import StorageError
+from vidgate.storage.local import load_or_create_secret
 
 
 def _start_together(path: Path, starters: int) -> list[bytes | BaseException]:

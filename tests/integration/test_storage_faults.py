@@ -17,7 +17,8 @@ from vidgate.backends.base import FAILED_FRIENDLY
 from vidgate.backends.testcard import TestcardBackend
 from vidgate.config import WorkerSettings
 from vidgate.runs.status import Status
-from vidgate.storage.local import LocalStorage, StorageWriteFailed
+from vidgate.storage.base import StorageWriteFailed
+from vidgate.storage.local import LocalStorage
 from vidgate.store.records import RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.worker.local import LocalWorker

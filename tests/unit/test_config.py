@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from vidgate.config import ConfigError, Settings, load_settings
+from vidgate.storage.location import S3Location
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "vidgate.example.toml"
 
@@ -21,7 +22,7 @@ def test_every_key_is_documented() -> None:
     sections = ("server", "limits", "worker", "storage", "webhooks", "moderation", "metrics")
     for section in sections:
         for key in type(getattr(Settings(), section)).model_fields:
-            assert f"`{section}.{key}`" in doc or key == "kind", f"{section}.{key}"
+            assert f"`{section}.{key}`" in doc, f"{section}.{key}"
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
@@ -61,6 +62,22 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
         ),
         ("[worker]\nheartbeat_s = 20\n", "worker.heartbeat_s (20) must be below"),
         ('durability = "paranoid"\n', "durability: Input should be 'normal' or 'full'"),
+        (
+            '[storage]\nurl = "gs://videos/x"\n',
+            "invalid configuration in {config}: storage.url 'gs://videos/x': unsupported scheme "
+            "'gs'; use a local directory (a path) or s3://bucket/prefix",
+        ),
+        ('[storage]\nurl = "s3:///videos"\n', "storage.url 's3:///videos' names no bucket"),
+        ('[storage]\nurl = "s3://Videos/x"\n', "invalid bucket name 'Videos'"),
+        (
+            '[storage]\nurl = "s3://videos"\npath = "/srv/videos"\n',
+            "storage.path (/srv/videos) is for a local directory, but storage.url is",
+        ),
+        (
+            '[storage]\nurl = "s3://videos"\nurl_ttl_s = 700000\n',
+            "storage.url_ttl_s (700000) is longer than the 604800 s (7 days) S3 allows",
+        ),
+        ('[storage]\nendpoint_url = "minio:9000"\n', "storage.endpoint_url: 'minio:9000' is"),
     ],
 )
 def test_invalid_configs_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:
@@ -68,7 +85,7 @@ def test_invalid_configs_name_the_problem(tmp_path: Path, text: str, needle: str
     config.write_text(text)
     with pytest.raises(ConfigError, match=None) as info:
         load_settings(config_file=config, env={})
-    assert needle in str(info.value)
+    assert needle.format(config=config) in str(info.value)
 
 
 def test_durability_is_normal_unless_set(tmp_path: Path) -> None:
@@ -88,3 +105,36 @@ def test_a_long_poll_bound_above_the_api_limit_is_refused_at_start(tmp_path: Pat
     config.write_text("[server]\nmax_wait_s = 300\n")
     with pytest.raises(ConfigError, match=r"server\.max_wait_s"):
         load_settings(config_file=config, env={})
+
+
+def test_storage_url_from_env_and_s3_keys_from_the_aws_variables(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[storage]\nurl = "/srv/videos"\nregion = "eu-west-3"\n')
+    assert load_settings(config_file=config, env={}).storage_path == Path("/srv/videos")
+    local = load_settings(config_file=config, env={"AWS_ENDPOINT_URL": "not a URL"}).storage
+    assert local.endpoint_url is None  # the machine's AWS variables mean nothing locally
+    env = {
+        "VIDGATE_STORAGE_URL": "s3://videos/gateway/",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t-value",
+    }
+    storage = load_settings(config_file=config, env=env).storage
+    assert storage.location == S3Location("videos", "gateway")
+    assert storage.endpoint_url == "http://127.0.0.1:9000"
+    assert storage.region == "eu-west-3"  # the file's own key wins over the machine's
+    assert storage.access_key_id == "AKIAEXAMPLE"
+    assert storage.secret_access_key is not None
+    assert storage.secret_access_key.get_secret_value() == "s3cr3t-value"
+    assert "s3cr3t-value" not in repr(storage) and "s3cr3t-value" not in str(storage)
+
+
+def test_local_storage_by_url_or_path(tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path).storage_path == tmp_path / "files"
+    by_file_url = {"url": f"file://{tmp_path}/v"}
+    assert Settings.model_validate({"storage": by_file_url}).storage_path == tmp_path / "v"
+    both = {"url": str(tmp_path / "v"), "path": str(tmp_path / "v")}
+    assert Settings.model_validate({"storage": both}).storage_path == tmp_path / "v"
+    with pytest.raises(ValueError, match="name two directories"):
+        Settings.model_validate({"storage": {"url": "/a", "path": "/b"}})

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vidgate.runs.status import TERMINAL, Status, can_transition
-from vidgate.storage.local import BadSignature, LocalStorage, url_expiry
+from vidgate.storage.base import BadSignature, url_expiry
+from vidgate.storage.local import LocalStorage
 from vidgate.worker.remote.outcomes import MAX_BACKOFF_S, backoff_s
 
 statuses = st.sampled_from(list(Status))

@@ -8,7 +8,8 @@ import pytest
 
 from vidgate.runs.status import Status
 from vidgate.server.ratelimit import TokenBucketLimiter
-from vidgate.storage.local import BadSignature, LocalStorage, load_or_create_secret
+from vidgate.storage.base import BadSignature
+from vidgate.storage.local import LocalStorage, load_or_create_secret
 from vidgate.store.records import RunRecord
 from vidgate.views import OutputLink, legacy_status, unified_status
 

@@ -18,7 +18,7 @@ from vidgate.metrics import CONTENT_TYPE, Metrics
 from vidgate.server import schemas
 from vidgate.server.common import state_of
 from vidgate.server.errors import ApiError, error_response, status_error_body
-from vidgate.storage.local import StorageError
+from vidgate.storage.base import StorageError
 from vidgate.store.errors import StoreUnavailable
 
 router = APIRouter()

@@ -29,7 +29,7 @@ from vidgate.runs.status import Status
 from vidgate.server.common import find_run
 from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
-from vidgate.storage.local import url_expiry
+from vidgate.storage.base import url_expiry
 from vidgate.store.records import KeyRecord, RunView
 
 Shape = Literal["legacy", "unified"]

@@ -19,7 +19,8 @@ from vidgate.server.auth import require_key
 from vidgate.server.common import base_url, find_run, needed, output_link, read_json, state_of
 from vidgate.server.errors import DEFAULT_TYPES, ApiError
 from vidgate.server.state import AppState
-from vidgate.storage.local import BadSignature, content_type_for
+from vidgate.storage.base import BadSignature, content_type_for
+from vidgate.storage.local import LocalStorage
 from vidgate.store.errors import IdempotencyConflict, StoreUnavailable
 from vidgate.store.records import KeyRecord, NewRun
 from vidgate.views import encode, iso, submit_response
@@ -217,6 +218,12 @@ async def files_route(
     sig: Annotated[str | None, needed("Signature")] = None,
 ) -> Response:
     state = state_of(request)
+    if not isinstance(state.storage, LocalStorage):
+        raise ApiError(
+            404,
+            "this server keeps videos in an S3 bucket, which serves them itself; fetch the "
+            "run's status for the video's URL",
+        )
     try:
         path = state.storage.open_signed(key, exp, sig)
     except BadSignature as exc:

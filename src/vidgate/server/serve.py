@@ -15,6 +15,7 @@ from vidgate.metrics import Metrics
 from vidgate.server.app import Background, create_app
 from vidgate.server.ops_routes import metrics_app
 from vidgate.server.slow_clients import protocol_with_header_timeout
+from vidgate.storage.location import S3Location
 
 
 class ServerNotStarted(Exception):
@@ -92,6 +93,10 @@ def print_welcome(base: str, key: str | None, settings: Settings) -> None:
         }
     )
     lines = [f"vidgate is starting on {base} (data dir: {settings.data_dir})"]
+    location = settings.storage.location
+    if isinstance(location, S3Location):
+        endpoint = settings.storage.endpoint_url or "AWS S3"
+        lines.append(f"Videos are kept in s3://{location.bucket}/{location.prefix} ({endpoint})")
     if key:
         lines += ["", "Created your first API key (shown once; keep it):", f"  {key}"]
     else:

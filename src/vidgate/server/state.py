@@ -10,7 +10,7 @@ from vidgate.runs.catalog import Catalog
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
 from vidgate.server.ratelimit import Limiter
-from vidgate.storage.local import LocalStorage
+from vidgate.storage.base import Storage
 from vidgate.store.sql import SQLStore
 
 
@@ -18,7 +18,7 @@ from vidgate.store.sql import SQLStore
 class AppState:
     settings: Settings
     store: SQLStore
-    storage: LocalStorage
+    storage: Storage
     catalog: Catalog
     moderation: Moderation
     limits: Limits

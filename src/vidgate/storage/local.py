@@ -4,41 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import hmac
-import mimetypes
 import os
 import re
 import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from vidgate.storage.base import (
+    BadSignature,
+    StorageError,
+    StorageWriteFailed,
+    StoredObject,
+    url_expiry,
+)
+
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
-
-
-class StorageError(Exception):
-    """Storage failed."""
-
-
-class BadSignature(StorageError):
-    """The file URL's signature is wrong or has expired."""
-
-
-class StorageWriteFailed(StorageError):
-    """A video could not be written to storage (a full disk, a directory that is not
-    writable); the message says what an operator can do about it."""
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    key: str
-    size: int
-    content_type: str
-
 
 SECRET_BYTES = 32
 
@@ -100,18 +86,6 @@ def _sync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def url_expiry(ttl_s: int, *, issued_from: float | None = None, now: float | None = None) -> int:
-    """When a signed URL made now expires (see :meth:`LocalStorage.signed_url`)."""
-    now = time.time() if now is None else now
-    origin = now if issued_from is None else min(issued_from, now)
-    half = ttl_s / 2
-    return int(origin + ttl_s + half * ((now - origin) // half))
-
-
-def content_type_for(key: str) -> str:
-    return mimetypes.guess_type(key)[0] or "application/octet-stream"
-
-
 class LocalStorage:
     def __init__(self, root: Path, secret: bytes) -> None:
         self.root = root
@@ -135,7 +109,7 @@ class LocalStorage:
                 os.replace(tmp, target)
                 return target.stat().st_size
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
+                _remove(tmp)
                 raise self._write_failed(key, exc) from exc
 
         size = await asyncio.to_thread(_move)
@@ -158,7 +132,7 @@ class LocalStorage:
         except OSError as exc:  # our files' errors; the source's are its own kind
             raise self._write_failed(key, exc) from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
         return StoredObject(key, size, content_type)
 
     def _write_failed(self, key: str, exc: OSError) -> StorageWriteFailed:
@@ -228,3 +202,10 @@ class LocalStorage:
         if not path.is_file():
             raise FileNotFoundError(key)
         return path
+
+
+def _remove(path: Path) -> None:
+    """Remove a partial file, if there is one (there is none where its directory could
+    not be made: the failure to report is that one)."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        path.unlink()

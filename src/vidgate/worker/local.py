@@ -34,7 +34,7 @@ from vidgate.config import WorkerSettings
 from vidgate.logs import event
 from vidgate.runs.catalog import Catalog
 from vidgate.runs.status import Status
-from vidgate.storage.local import LocalStorage, StorageError
+from vidgate.storage.base import Storage, StorageError
 from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import RemoteRun, RunRecord
 from vidgate.store.sql import SQLStore
@@ -79,7 +79,7 @@ class LocalWorker:
     def __init__(
         self,
         store: SQLStore,
-        storage: LocalStorage,
+        storage: Storage,
         catalog: Catalog,
         backends: Mapping[str, LocalBackend],
         settings: WorkerSettings,

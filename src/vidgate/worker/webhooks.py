@@ -26,7 +26,7 @@ from vidgate.events.hub import RunChange
 from vidgate.logs import event
 from vidgate.metrics import Metrics
 from vidgate.netguard import GuardedTransport, Resolve, Unresolved, UnsafeTarget, system_resolve
-from vidgate.storage.local import LocalStorage
+from vidgate.storage.base import Storage
 from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import DeliveryRecord, KeyRecord, RunRecord
 from vidgate.store.sql import SQLStore
@@ -63,7 +63,7 @@ class WebhookSender:
     def __init__(
         self,
         store: SQLStore,
-        storage: LocalStorage,
+        storage: Storage,
         settings: WebhookSettings,
         server: ServerSettings,
         url_ttl_s: int,

@@ -20,7 +20,7 @@ from vidgate.backends.base import (
 from vidgate.logs import event
 from vidgate.runs.catalog import ModelSpec
 from vidgate.runs.status import Status
-from vidgate.storage.local import StorageError
+from vidgate.storage.base import StorageError
 from vidgate.store.records import RemoteRun
 from vidgate.worker.local import attempt_name
 from vidgate.worker.outage import despite_outage

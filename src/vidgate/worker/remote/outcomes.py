@@ -18,7 +18,7 @@ from vidgate.backends.base import (
 from vidgate.logs import event
 from vidgate.runs.catalog import ModelSpec
 from vidgate.runs.status import Status
-from vidgate.storage.local import LocalStorage
+from vidgate.storage.base import Storage
 from vidgate.store.records import RemoteRun
 from vidgate.store.sql import SQLStore
 
@@ -67,7 +67,7 @@ class Outcomes:
     """What every remote operation may end with; the operations build on it."""
 
     store: SQLStore
-    storage: LocalStorage
+    storage: Storage
     owner: str
     _intervals: dict[str, float]
     """The poll cadence per provider."""

@@ -21,7 +21,7 @@ from vidgate.config import WorkerSettings
 from vidgate.logs import event
 from vidgate.runs.catalog import Catalog
 from vidgate.runs.status import Status
-from vidgate.storage.local import LocalStorage
+from vidgate.storage.base import Storage
 from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import RemoteRun
 from vidgate.store.sql import SQLStore
@@ -41,7 +41,7 @@ class RemotePoller(Submits, Follows):
     def __init__(
         self,
         store: SQLStore,
-        storage: LocalStorage,
+        storage: Storage,
         catalog: Catalog,
         backends: Mapping[str, RemoteBackend],
         poll_intervals: Mapping[str, float],
