@@ -1,37 +1,41 @@
 """vidgate: a self-hosted gateway for AI video generation with NanoGPT's video API shape.
 
 The package root carries the Python SDK (``from vidgate import Client, AsyncClient``);
-importing it loads the client and httpx, nothing of the server.
+the client and httpx are imported when one of these names is first used, so that the
+processes that need none of them (the testcard renderer, started once per run) start fast.
 """
 
-from vidgate.client import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AsyncClient,
-    AsyncRun,
-    AuthenticationError,
-    Client,
-    ContentPolicyError,
-    GenerationCancelled,
-    GenerationFailed,
-    InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    Run,
-    RunStatus,
-    Submission,
-    UnexpectedResponseError,
-    VideoModel,
-    VideoNotReady,
-    VideoStatus,
-    VidgateError,
-    WaitTimeout,
-    WebhookEvent,
-    WebhookVerificationError,
-)
-from vidgate.client._base import SDK_VERSION as __version__
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vidgate.client import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AsyncClient,
+        AsyncRun,
+        AuthenticationError,
+        Client,
+        ContentPolicyError,
+        GenerationCancelled,
+        GenerationFailed,
+        InvalidRequestError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        Run,
+        RunStatus,
+        Submission,
+        UnexpectedResponseError,
+        VideoModel,
+        VideoNotReady,
+        VideoStatus,
+        VidgateError,
+        WaitTimeout,
+        WebhookEvent,
+        WebhookVerificationError,
+    )
+    from vidgate.client._base import SDK_VERSION as __version__
 
 __all__ = [
     "APIConnectionError",
@@ -61,3 +65,16 @@ __all__ = [
     "WebhookVerificationError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The SDK's names, imported on first use (PEP 562)."""
+    if name == "__version__":
+        from vidgate.client._base import SDK_VERSION
+
+        return SDK_VERSION
+    if name in __all__:
+        import vidgate.client
+
+        return getattr(vidgate.client, name)
+    raise AttributeError(f"module 'vidgate' has no attribute {name!r}")
