@@ -32,6 +32,16 @@ DataDir = Annotated[
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="TOML config file [env VIDGATE_CONFIG]")
 ]
+Budget = Annotated[
+    float | None,
+    typer.Option(
+        "--budget-usd-per-day", min=0, help="Refuse submits (402) past this cost per UTC day"
+    ),
+]
+MaxInFlight = Annotated[
+    int | None,
+    typer.Option("--max-in-flight", min=1, help="Refuse submits (429) past this many runs going"),
+]
 
 
 def _settings(data_dir: Path | None, config: Path | None, **overrides: object) -> Settings:
@@ -180,6 +190,8 @@ def keys_create(
         str | None,
         typer.Option("--webhook-url", help="Default webhook URL for runs submitted without one"),
     ] = None,
+    budget_usd_per_day: Budget = None,
+    max_in_flight: MaxInFlight = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -192,7 +204,12 @@ def keys_create(
     async def main() -> str:
         store = await _open_store(settings)
         try:
-            _, secret = await store.create_key(name, webhook_url=url)
+            _, secret = await store.create_key(
+                name,
+                webhook_url=url,
+                budget_usd_per_day=budget_usd_per_day,
+                max_in_flight=max_in_flight,
+            )
             return secret
         finally:
             await store.close()
@@ -364,6 +381,7 @@ def _register_client_commands() -> None:
 
 
 _register_client_commands()
+import vidgate.cli_usage  # noqa: E402, F401  (registers ``keys update`` and ``usage``)
 
 
 def main() -> None:

@@ -191,8 +191,9 @@ def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[s
         401: "Missing or invalid API key",
         403: "Bad or expired file signature",
         404: "Run not found (or it belongs to another key)",
+        402: "INSUFFICIENT_BALANCE: the run would exceed the key's daily budget",
         409: "Idempotency-Key reused with a different body",
-        429: "Too many submits; see Retry-After",
+        429: "Too many submits, or too many runs in flight; see Retry-After",
         503: (
             "The database is unavailable for now (see Retry-After); on /healthz also: "
             "this process's worker has stopped"
