@@ -9,20 +9,10 @@ from typing import Annotated
 
 import typer
 
-from vidgate.cli import (
-    Budget,
-    ConfigFile,
-    DataDir,
-    MaxInFlight,
-    _open_store,
-    _settings,
-    app,
-    keys_app,
-)
+from vidgate.cli_common import Budget, ConfigFile, DataDir, MaxInFlight, _open_store, _settings
 from vidgate.store.records import KeyRecord, UsageRow
 
 
-@keys_app.command("update")
 def keys_update(
     name: str,
     budget_usd_per_day: Budget = None,
@@ -81,17 +71,17 @@ def describe_limits(key: KeyRecord) -> str:
     )
 
 
-@app.command()
 def usage(
     key: Annotated[
         str | None, typer.Option("--key", help="Only this API key (name); default: all keys")
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--from", help="First UTC day, YYYY-MM-DD (default: 29 days ago)")
+        str | None,
+        typer.Option("--from", help="First UTC day, YYYY-MM-DD (default: the last --days)"),
     ] = None,
-    until: Annotated[
-        str | None, typer.Option("--to", help="Last UTC day, YYYY-MM-DD (default: today)")
-    ] = None,
+    days: Annotated[
+        int, typer.Option("--days", min=1, max=366, help="How many days from --from")
+    ] = 30,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -99,17 +89,14 @@ def usage(
     from rich.console import Console
     from rich.table import Table
 
-    from vidgate.server.account_routes import day_bounds, usage_range
+    from vidgate.server.account_routes import day_bounds, parse_day, usage_range
     from vidgate.server.errors import ApiError
     from vidgate.store.errors import KeyNotFound
 
     try:
-        first, last = usage_range(
-            _date(since, "--from"), _date(until, "--to"), dt.datetime.now(dt.UTC).date()
-        )
+        first, last = usage_range(parse_day(since, "--from"), days, dt.datetime.now(dt.UTC).date())
     except ApiError as exc:
-        message = exc.message.replace("'from'", "--from").replace("'to'", "--to")
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
     settings = _settings(data_dir, config)
 
@@ -153,11 +140,6 @@ def usage(
     Console(width=120).print(table)
 
 
-def _date(text: str | None, option: str) -> dt.date | None:
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        typer.echo(f"error: {option} {text!r} is not a date; give YYYY-MM-DD", err=True)
-        raise typer.Exit(2) from None
+def register(app: typer.Typer, keys_app: typer.Typer) -> None:
+    keys_app.command("update")(keys_update)
+    app.command()(usage)

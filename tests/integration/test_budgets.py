@@ -3,6 +3,7 @@ PostgreSQL. Without a worker (except where a run must complete), runs stay in fl
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
@@ -130,17 +131,18 @@ async def test_budget_and_in_flight_limits_refuse_with_the_upstream_envelope(
 
 async def test_bad_usage_dates_and_recover_limits_are_400(client: httpx.AsyncClient) -> None:
     for params, words in [
-        ({"from": "2026-13-01"}, "from"),
-        ({"from": "2026-05-02", "to": "2026-05-01"}, "swap them"),
-        ({"from": "2024-01-01", "to": "2026-01-01"}, "at most 366 days"),
+        ({"from": "2026-13-01"}, "'from' must be a day as YYYY-MM-DD"),
+        ({"from": "20260101"}, "'from' must be a day as YYYY-MM-DD"),
+        ({"days": "367"}, "'days'"),
+        ({"days": "0"}, "'days'"),
     ]:
         message = assert_status_error(await client.get("/api/v1/usage", params=params), 400)
         assert words in message, message
     for limit in ("0", "51", "ten"):
         response = await client.get("/api/generate-video/recover", params={"limit": limit})
         assert "limit" in assert_status_error(response, 400)
-    past = await client.get("/api/v1/usage", params={"from": "2020-01-01", "to": "2020-01-31"})
-    assert past.json()["data"] == [] and past.json()["from"] == "2020-01-01"
+    past = (await client.get("/api/v1/usage", params={"from": "2020-01-01", "days": 31})).json()
+    assert past["data"] == [] and (past["from"], past["to"]) == ("2020-01-01", "2020-01-31")
 
 
 async def test_a_completed_run_costs_what_was_made(tmp_path: Path) -> None:
@@ -168,3 +170,14 @@ async def test_a_completed_run_costs_what_was_made(tmp_path: Path) -> None:
         assert usage == {"runs": 1, "seconds": 1.0, "cost": 0.3}
         balance = (await client.post("/api/check-balance")).json()
         assert balance["usd_balance"] == "Infinity" and "budget_usd_per_day" not in balance
+
+
+async def test_concurrent_submits_of_one_process_hold_the_in_flight_limit(
+    client: httpx.AsyncClient,
+) -> None:
+    """On SQLite these share group commits: a refusal must not undo the others' runs."""
+    answers = await asyncio.gather(*(submit(client, "240p") for _ in range(10)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [202] * 3 + [429] * 7
+    recent = (await client.get("/api/generate-video/recover")).json()["data"]
+    assert len(recent) == 3

@@ -5,6 +5,7 @@ the transaction that stores the run (:mod:`vidgate.store.budgets`)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -23,6 +24,8 @@ router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
 USAGE_DEFAULT_DAYS = 30
 USAGE_MAX_DAYS = 366
+DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE: dict[str, Any] = {"format": "date", "pattern": f"^{DAY_PATTERN.pattern}$"}
 RECOVER_DEFAULT = 10
 RECOVER_MAX = 50
 UNLIMITED = "Infinity"
@@ -112,39 +115,44 @@ async def usage_route(
     request: Request,
     key: Key,
     since: Annotated[
-        dt.date | None,
+        str | None,
         Query(
             alias="from",
-            description=f"First UTC day, YYYY-MM-DD (default: {USAGE_DEFAULT_DAYS - 1} days "
-            "before 'to')",
+            description="First UTC day, YYYY-MM-DD (default: the last 'days' up to today)",
+            json_schema_extra=DATE,
         ),
     ] = None,
-    until: Annotated[
-        dt.date | None, Query(alias="to", description="Last UTC day, YYYY-MM-DD (default: today)")
-    ] = None,
+    days: Annotated[
+        int, Query(ge=1, le=USAGE_MAX_DAYS, description="How many days from 'from'")
+    ] = USAGE_DEFAULT_DAYS,
 ) -> JSONResponse:
-    first, last = usage_range(since, until, dt.datetime.now(dt.UTC).date())
+    today = dt.datetime.now(dt.UTC).date()
+    first, last = usage_range(parse_day(since, "from"), days, today)
     rows = await state_of(request).store.usage(*day_bounds(first, last), api_key_id=key.id)
     return JSONResponse(usage_body(first, last, rows))
 
 
-def usage_range(
-    since: dt.date | None, until: dt.date | None, today: dt.date
-) -> tuple[dt.date, dt.date]:
-    """The days a usage query covers; ApiError(400) for a range that is backwards or long."""
-    last = until or (
-        today if since is None else min(today, since + dt.timedelta(USAGE_DEFAULT_DAYS - 1))
-    )
-    first = since or last - dt.timedelta(USAGE_DEFAULT_DAYS - 1)
-    if first > last:
-        raise ApiError(400, f"'from' ({first}) is after 'to' ({last}); swap them")
-    if (last - first).days + 1 > USAGE_MAX_DAYS:
+def parse_day(text: str | None, name: str) -> dt.date | None:
+    """A ``YYYY-MM-DD`` day; ApiError(400) for anything else."""
+    if text is None:
+        return None
+    try:
+        if not DAY_PATTERN.fullmatch(text):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
         raise ApiError(
-            400,
-            f"{first} to {last} is {(last - first).days + 1} days; ask for at most "
-            f"{USAGE_MAX_DAYS} days at a time",
-        )
-    return first, last
+            400, f"'{name}' must be a day as YYYY-MM-DD, e.g. 2026-01-31; got {text!r}"
+        ) from None
+
+
+def usage_range(since: dt.date | None, days: int, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The first and last day of a usage query: ``days`` days from ``since``, or up to today."""
+    first = since or today - dt.timedelta(days - 1)
+    try:
+        return first, first + dt.timedelta(days - 1)
+    except OverflowError:
+        return first, dt.date.max
 
 
 def day_bounds(first: dt.date, last: dt.date) -> tuple[float, float]:
