@@ -89,14 +89,13 @@ def usage(
     from rich.console import Console
     from rich.table import Table
 
-    from vidgate.server.account_routes import day_bounds, parse_day, usage_range
-    from vidgate.server.errors import ApiError
+    from vidgate.runs.days import BadDay, day_bounds, parse_day, usage_range
     from vidgate.store.errors import KeyNotFound
 
     try:
         first, last = usage_range(parse_day(since, "--from"), days, dt.datetime.now(dt.UTC).date())
-    except ApiError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+    except BadDay as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     settings = _settings(data_dir, config)
 

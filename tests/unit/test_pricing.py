@@ -10,9 +10,10 @@ import pytest
 from vidgate.config import ConfigError, load_settings
 from vidgate.runs import catalog
 from vidgate.runs.catalog import ModelSpec
+from vidgate.runs.days import usage_range
 from vidgate.runs.pricing import Pricing
 from vidgate.runs.request import normalise
-from vidgate.server.account_routes import balance_body, usage_range
+from vidgate.server.account_routes import balance_body
 from vidgate.store.budgets import day_start
 from vidgate.store.records import Balance
 

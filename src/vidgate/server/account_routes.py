@@ -5,18 +5,16 @@ the transaction that stores the run (:mod:`vidgate.store.budgets`)."""
 from __future__ import annotations
 
 import datetime as dt
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field
 
+from vidgate.runs.days import DAY_PATTERN, BadDay, day_bounds, parse_day, usage_range
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
 from vidgate.server.common import state_of
 from vidgate.server.errors import ApiError
-from vidgate.store.budgets import DAY_S
 from vidgate.store.records import Balance, KeyRecord, UsageRow
 from vidgate.views import iso
 
@@ -24,57 +22,12 @@ router = APIRouter()
 Key = Annotated[KeyRecord, Depends(require_key)]
 USAGE_DEFAULT_DAYS = 30
 USAGE_MAX_DAYS = 366
-DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DATE: dict[str, Any] = {"format": "date", "pattern": f"^{DAY_PATTERN.pattern}$"}
 RECOVER_DEFAULT = 10
 RECOVER_MAX = 50
 UNLIMITED = "Infinity"
 """``usd_balance`` of a key without a budget: a string a client's number parser reads as
 more than any price."""
-
-
-class BalanceBody(schemas._Wire):
-    usd_balance: str = Field(
-        description="What is left of the key's budget for today (UTC), in USD, as a string; "
-        f"{UNLIMITED!r} for a key without a budget"
-    )
-    nano_balance: str = Field(description="Always '0': this gateway takes no Nano")
-    budget_usd_per_day: str | None = Field(None, description="extension: the daily budget")
-    spent_usd_today: str = Field(description="extension: cost of today's runs (UTC)")
-
-
-class UsageEntry(schemas._Wire):
-    date: str = Field(description="UTC day, YYYY-MM-DD")
-    model: str
-    runs: int = Field(description="Runs submitted that day")
-    seconds: float = Field(description="Seconds of video made (completed runs)")
-    cost: float = Field(description="USD: final costs, and estimates of unfinished runs")
-
-
-class UsageTotals(schemas._Wire):
-    runs: int
-    seconds: float
-    cost: float
-
-
-class UsageBody(schemas._Wire):
-    object: Literal["usage"]
-    from_: str = Field(alias="from")
-    to: str
-    data: list[UsageEntry]
-    totals: UsageTotals
-
-
-class RecoveredRun(schemas._Wire):
-    runId: str
-    id: str
-    model: str
-    status: Literal["queued", "processing", "completed", "failed", "cancelled"]
-    createdAt: str
-
-
-class RecoverBody(schemas._Wire):
-    data: list[RecoveredRun]
 
 
 def _usd(amount: float) -> str:
@@ -95,7 +48,7 @@ def balance_body(balance: Balance) -> dict[str, Any]:
 
 @router.post(
     "/api/check-balance",
-    response_model=BalanceBody,
+    response_model=schemas.BalanceBody,
     responses=schemas.error_responses(401, 503),
     summary="What is left of the key's budget for today",
 )
@@ -107,7 +60,7 @@ async def check_balance(request: Request, key: Key) -> JSONResponse:
 
 @router.get(
     "/api/v1/usage",
-    response_model=UsageBody,
+    response_model=schemas.UsageBody,
     responses=schemas.error_responses(400, 401, 503),
     summary="The key's runs, seconds of video and cost by UTC day and model",
 )
@@ -127,38 +80,12 @@ async def usage_route(
     ] = USAGE_DEFAULT_DAYS,
 ) -> JSONResponse:
     today = dt.datetime.now(dt.UTC).date()
-    first, last = usage_range(parse_day(since, "from"), days, today)
+    try:
+        first, last = usage_range(parse_day(since, "from"), days, today)
+    except BadDay as exc:
+        raise ApiError(400, str(exc)) from None
     rows = await state_of(request).store.usage(*day_bounds(first, last), api_key_id=key.id)
     return JSONResponse(usage_body(first, last, rows))
-
-
-def parse_day(text: str | None, name: str) -> dt.date | None:
-    """A ``YYYY-MM-DD`` day; ApiError(400) for anything else."""
-    if text is None:
-        return None
-    try:
-        if not DAY_PATTERN.fullmatch(text):
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ApiError(
-            400, f"'{name}' must be a day as YYYY-MM-DD, e.g. 2026-01-31; got {text!r}"
-        ) from None
-
-
-def usage_range(since: dt.date | None, days: int, today: dt.date) -> tuple[dt.date, dt.date]:
-    """The first and last day of a usage query: ``days`` days from ``since``, or up to today."""
-    first = since or today - dt.timedelta(days - 1)
-    try:
-        return first, first + dt.timedelta(days - 1)
-    except OverflowError:
-        return first, dt.date.max
-
-
-def day_bounds(first: dt.date, last: dt.date) -> tuple[float, float]:
-    """``[since, until)`` in Unix seconds: from the start of ``first`` to the end of ``last``."""
-    start = dt.datetime(first.year, first.month, first.day, tzinfo=dt.UTC).timestamp()
-    return start, start + ((last - first).days + 1) * DAY_S
 
 
 def usage_body(first: dt.date, last: dt.date, rows: list[UsageRow]) -> dict[str, Any]:
@@ -181,7 +108,7 @@ def usage_body(first: dt.date, last: dt.date, rows: list[UsageRow]) -> dict[str,
 
 @router.get(
     "/api/generate-video/recover",
-    response_model=RecoverBody,
+    response_model=schemas.RecoverBody,
     responses=schemas.error_responses(400, 401, 503),
     summary="The key's recent runs, newest first",
 )

@@ -201,3 +201,47 @@ def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[s
     }
     model = SubmitError if submit else Error
     return {code: {"model": model, "description": texts.get(code, "Error")} for code in codes}
+
+
+class BalanceBody(_Wire):
+    usd_balance: str = Field(
+        description="What is left of the key's budget for today (UTC), in USD, as a string; "
+        "'Infinity' for a key without a budget"
+    )
+    nano_balance: str = Field(description="Always '0': this gateway takes no Nano")
+    budget_usd_per_day: str | None = Field(None, description="extension: the daily budget")
+    spent_usd_today: str = Field(description="extension: cost of today's runs (UTC)")
+
+
+class UsageEntry(_Wire):
+    date: str = Field(description="UTC day, YYYY-MM-DD")
+    model: str
+    runs: int = Field(description="Runs submitted that day")
+    seconds: float = Field(description="Seconds of video made (completed runs)")
+    cost: float = Field(description="USD: final costs, and estimates of unfinished runs")
+
+
+class UsageTotals(_Wire):
+    runs: int
+    seconds: float
+    cost: float
+
+
+class UsageBody(_Wire):
+    object: Literal["usage"]
+    from_: str = Field(alias="from")
+    to: str
+    data: list[UsageEntry]
+    totals: UsageTotals
+
+
+class RecoveredRun(_Wire):
+    runId: str
+    id: str
+    model: str
+    status: Literal["queued", "processing", "completed", "failed", "cancelled"]
+    createdAt: str
+
+
+class RecoverBody(_Wire):
+    data: list[RecoveredRun]

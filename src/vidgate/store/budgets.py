@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import Float, Integer, and_, case, cast, func, select
 from sqlalchemy.engine import Connection
 
+from vidgate.runs.days import DAY_S
 from vidgate.runs.status import Status
 from vidgate.store.base import StoreBase
 from vidgate.store.errors import OverBudget, StoreError, TooManyInFlight
 from vidgate.store.records import Balance, KeyRecord, NewRun, RecentRun, UsageRow
 from vidgate.store.schema import api_keys, runs
 
-DAY_S = 86400
 LIVE = (Status.IN_QUEUE.value, Status.IN_PROGRESS.value)
 _EPSILON_USD = 1e-9
 
