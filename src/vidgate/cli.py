@@ -16,6 +16,7 @@ from vidgate.cli_common import (
     _open_store,
     _settings,
 )
+from vidgate.cli_usage import describe_limits
 from vidgate.cli_usage import register as _register_account_commands
 from vidgate.config import Settings
 
@@ -232,7 +233,8 @@ def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
     for key in asyncio.run(main()):
         state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "active"
-        typer.echo(f"{key.name}\t{key.prefix}…\tcreated {iso(key.created_at)}\t{state}")
+        limits = f"\t{describe_limits(key)}" if key.limited else ""
+        typer.echo(f"{key.name}\t{key.prefix}…\tcreated {iso(key.created_at)}\t{state}{limits}")
 
 
 @keys_app.command("revoke")

@@ -65,6 +65,7 @@ def test_limits_hold_across_two_api_processes(tmp_path, postgres_url: str) -> No
             (429, "RATE_LIMITED"): SUBMITS - 5,
         }
         assert "no in-flight limit" in cli("keys", "update", "racer", "--no-max-in-flight")
+        assert "daily budget $4 (UTC day), no in-flight limit" in cli("keys", "list")
         # $4 a day buys eight $0.50 runs: three more, then 402.
         assert asyncio.run(burst(servers, key)) == {
             (202, "accepted"): 3,

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from tests.api_helpers import assert_status_error, assert_submit_error
 from tests.servers import serving
+from vidgate.cli import app
 from vidgate.config import Settings, load_settings
 from vidgate.runs.status import Status
 from vidgate.server.app import create_app
@@ -181,3 +184,28 @@ async def test_concurrent_submits_of_one_process_hold_the_in_flight_limit(
     assert codes == [202] * 3 + [429] * 7
     recent = (await client.get("/api/generate-video/recover")).json()["data"]
     assert len(recent) == 3
+
+
+def test_key_limit_commands_say_what_is_wrong(tmp_path: Path) -> None:
+    options = ["--data-dir", str(tmp_path / "data")]
+    runner = CliRunner()
+
+    def cli(*args: str) -> Result:
+        return runner.invoke(app, [*args, *options], env={"VIDGATE_DATABASE_URL": ""})
+
+    assert cli("keys", "create", "k", "--max-in-flight", "2").exit_code == 0
+    assert "at most 2 runs in flight" in cli("keys", "list").stdout
+    both = cli("keys", "update", "k", "--budget-usd-per-day", "1", "--no-budget")
+    assert both.exit_code == 2 and "not both" in both.stderr
+    nothing = cli("keys", "update", "k")
+    assert nothing.exit_code == 2 and "--budget-usd-per-day" in nothing.stderr
+    negative = cli("keys", "update", "k", "--budget-usd-per-day", "-1")
+    assert negative.exit_code == 2
+    missing = cli("keys", "update", "nobody", "--no-budget")
+    assert missing.exit_code == 1 and "no API key named 'nobody'" in missing.stderr
+    cleared = cli("keys", "update", "k", "--no-max-in-flight")
+    assert "no daily budget, no in-flight limit" in cleared.stdout
+    bad_day = cli("usage", "--from", "yesterday")
+    assert bad_day.exit_code == 2 and "'--from' must be a day as YYYY-MM-DD" in bad_day.stderr
+    empty = cli("usage", "--key", "k")
+    assert empty.exit_code == 0 and "total" in empty.stdout
