@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vidgate.config import ConfigError, Settings, load_settings
+from vidgate.cli_common import (
+    Budget,
+    ConfigFile,
+    DataDir,
+    MaxInFlight,
+    _open_store,
+    _settings,
+)
+from vidgate.cli_usage import describe_limits
+from vidgate.cli_usage import register as _register_account_commands
+from vidgate.config import Settings
 
 if TYPE_CHECKING:
     from vidgate.store.records import KeyRecord
-    from vidgate.store.sql import SQLStore
 
 app = typer.Typer(
     help="vidgate: a self-hosted gateway for AI video generation.",
@@ -25,41 +33,10 @@ keys_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Data directory [env VIDGATE_DATA_DIR; default ./.vidgate]"),
-]
-ConfigFile = Annotated[
-    Path | None, typer.Option("--config", help="TOML config file [env VIDGATE_CONFIG]")
-]
 LogFormat = Annotated[
     str,
     typer.Option("--log-format", help="auto (JSON unless on a terminal), json or console"),
 ]
-
-
-def _settings(data_dir: Path | None, config: Path | None, **overrides: object) -> Settings:
-    try:
-        return load_settings(config_file=config, data_dir=data_dir, overrides=overrides or None)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-async def _open_store(settings: Settings) -> SQLStore:
-    from vidgate.store.errors import StoreUnavailable
-    from vidgate.store.sql import SQLStore
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return await SQLStore.open(
-            settings.resolved_database_url,
-            busy_timeout_s=settings.database_busy_timeout_s,
-            durability=settings.durability,
-        )
-    except StoreUnavailable as exc:
-        typer.echo(f"error: {exc}; start it, or check database_url, then try again", err=True)
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -200,6 +177,8 @@ def keys_create(
         str | None,
         typer.Option("--webhook-url", help="Default webhook URL for runs submitted without one"),
     ] = None,
+    budget_usd_per_day: Budget = None,
+    max_in_flight: MaxInFlight = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -212,7 +191,12 @@ def keys_create(
     async def main() -> str:
         store = await _open_store(settings)
         try:
-            _, secret = await store.create_key(name, webhook_url=url)
+            _, secret = await store.create_key(
+                name,
+                webhook_url=url,
+                budget_usd_per_day=budget_usd_per_day,
+                max_in_flight=max_in_flight,
+            )
             return secret
         finally:
             await store.close()
@@ -270,7 +254,8 @@ def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
     for key in asyncio.run(main()):
         state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "active"
-        typer.echo(f"{key.name}\t{key.prefix}…\tcreated {iso(key.created_at)}\t{state}")
+        limits = f"\t{describe_limits(key)}" if key.limited else ""
+        typer.echo(f"{key.name}\t{key.prefix}…\tcreated {iso(key.created_at)}\t{state}{limits}")
 
 
 @keys_app.command("revoke")
@@ -384,6 +369,7 @@ def _register_client_commands() -> None:
 
 
 _register_client_commands()
+_register_account_commands(app, keys_app)
 
 
 def main() -> None:

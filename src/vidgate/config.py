@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -27,7 +27,13 @@ from pydantic import (
     model_validator,
 )
 
-from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS
+from vidgate.runs.catalog import (
+    LOCAL_BACKENDS,
+    REMOTE_BACKENDS,
+    generic_parameters,
+    testcard_parameters,
+)
+from vidgate.runs.pricing import Pricing
 from vidgate.storage.location import S3Location, storage_location
 
 DEFAULT_DATA_DIR = Path(".vidgate")
@@ -217,7 +223,18 @@ class ModelConfig(_Section):
     description: str = ""
     enabled: bool = True
     price_usd: float = Field(0.0, ge=0)
+    """Per video (fixed); the fallback of the tables below."""
     price_per_second_usd: float = Field(0.0, ge=0)
+    price_by_resolution_usd: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    """Per video by resolution, e.g. ``{"480p" = 0.72, "1080p" = 1.8}``."""
+    price_per_second_by_resolution_usd: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict
+    )
+    price_by_duration_usd: dict[Annotated[int, Field(ge=1)], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict
+    )
+    """Per video by duration tier in seconds, e.g. ``{"5" = 0.5, "10" = 0.9}``: a run pays
+    the smallest tier that holds its duration."""
     deadline_s: float = Field(3600, gt=0)
     """A remote run still unfinished this long after submit is failed with a clear error."""
     text_to_video: bool = True
@@ -230,6 +247,23 @@ class ModelConfig(_Section):
     def provider_name(self) -> str:
         """The ``[providers.X]`` section this model uses."""
         return self.provider or self.backend
+
+    @property
+    def pricing(self) -> Pricing:
+        return Pricing(
+            per_video_usd=self.price_usd,
+            per_second_usd=self.price_per_second_usd,
+            by_resolution_usd=dict(self.price_by_resolution_usd),
+            per_second_by_resolution_usd=dict(self.price_per_second_by_resolution_usd),
+            by_duration_usd=dict(self.price_by_duration_usd),
+        )
+
+    @property
+    def resolutions(self) -> list[str]:
+        """The resolutions the model offers (empty: not restricted)."""
+        defaults = testcard_parameters() if self.backend in LOCAL_BACKENDS else generic_parameters()
+        parameters = self.parameters if self.parameters is not None else defaults
+        return [str(o) for o in parameters.get("resolution", {}).get("options", [])]
 
 
 def _default_models() -> dict[str, ModelConfig]:
@@ -296,6 +330,8 @@ class Settings(_Section):
             )
         for slug, model in self.models.items():
             _check_backend(slug, model, self.providers)
+            for problem in model.pricing.problems(model.resolutions):
+                raise ValueError(f"models.{slug}: {problem}")
         return self
 
     @property

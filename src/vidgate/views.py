@@ -98,7 +98,9 @@ def encode(body: Any) -> bytes:
     return orjson.dumps(body)
 
 
-def submit_response(run: RunRecord) -> dict[str, Any]:
+def submit_response(run: RunRecord, remaining_usd: float | None = None) -> dict[str, Any]:
+    """The 202 of a submit; ``remaining_usd``: what is left of the key's budget for today
+    (None: the key has no budget)."""
     return {
         "runId": run.id,
         "id": run.id,
@@ -106,7 +108,7 @@ def submit_response(run: RunRecord) -> dict[str, Any]:
         "model": run.model,
         "cost": run.cost,
         "paymentSource": "USD",
-        "remainingBalance": None,
+        "remainingBalance": remaining_usd,
     }
 
 

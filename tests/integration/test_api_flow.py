@@ -215,7 +215,7 @@ def test_openapi_describes_every_route_with_upstream_schemas(live_server: LiveSe
     spec = httpx.get(f"{live_server.base_url}/openapi.json").json()
     paths = spec["paths"]
     expected = {
-        ("/api/generate-video", "post"): {"202", "400", "401", "409", "429", "503"},
+        ("/api/generate-video", "post"): {"202", "400", "401", "402", "409", "429", "503"},
         ("/api/generate-video/status", "get"): {"200", "400", "401", "404", "503"},
         ("/api/video/status", "get"): {"200", "400", "401", "404", "503"},
         ("/api/generate-video/cancel", "post"): {"200", "400", "401", "404", "503"},
@@ -224,6 +224,9 @@ def test_openapi_describes_every_route_with_upstream_schemas(live_server: LiveSe
         ("/files/{key}", "get"): {"200", "206", "403", "404"},
         ("/healthz", "get"): {"200", "503"},
         ("/readyz", "get"): {"200", "503"},
+        ("/api/check-balance", "post"): {"200", "401", "503"},
+        ("/api/v1/usage", "get"): {"200", "400", "401", "503"},
+        ("/api/generate-video/recover", "get"): {"200", "400", "401", "503"},
     }
     for (path, method), codes in expected.items():
         assert set(paths[path][method]["responses"]) == codes, (path, method)

@@ -11,6 +11,7 @@ from vidgate.runs.catalog import Catalog, ModelSpec
 from vidgate.runs.errors import ContentPolicyViolation, InvalidRequest, UnknownModel
 from vidgate.runs.ids import is_run_id, new_run_id
 from vidgate.runs.moderation import Moderation
+from vidgate.runs.pricing import Pricing
 from vidgate.runs.request import GenerationRequest, Limits, normalise, parse_duration
 from vidgate.runs.sandbox import parse_sandbox
 from vidgate.runs.status import TERMINAL, Status, can_transition, sources_of
@@ -136,8 +137,7 @@ def test_catalog_validation_and_cost() -> None:
         backend="testcard",
         name="T",
         parameters=catalog_module.testcard_parameters(),
-        price_usd=0.1,
-        price_per_second_usd=0.05,
+        pricing=Pricing(per_video_usd=0.1, per_second_usd=0.05),
     )
     catalog = Catalog({"t": spec})
     with pytest.raises(UnknownModel, match="models served here: t"):

@@ -82,6 +82,9 @@ ProgressCallback = Callable[[float], Awaitable[None]]
 class LocalOutput:
     path: Path
     content_type: str = "video/mp4"
+    duration_s: float | None = None
+    """Seconds of video made, if the backend knows (it sets the final cost of a run priced
+    per second)."""
 
 
 class LocalBackend(Protocol):

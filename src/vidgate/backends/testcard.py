@@ -170,7 +170,7 @@ class TestcardBackend:
             raise GenerationFailed(
                 f"testcard renderer ended with {outcome!r}", user_friendly=FAILED_FRIENDLY
             )
-        return LocalOutput(out_path)
+        return LocalOutput(out_path, duration_s=total / opts.fps)
 
     async def _load_image(self, request: GenerationRequest, opts: TestcardOptions) -> bytes:
         if request.image_data_url:

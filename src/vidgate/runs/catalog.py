@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidgate.runs.errors import InvalidRequest, UnknownModel
+from vidgate.runs.pricing import Pricing
 from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
 
 LOCAL_BACKENDS = frozenset({"testcard"})
@@ -62,8 +63,7 @@ class ModelSpec:
     provider_model: str | None = None
     text_to_video: bool = True
     image_to_video: bool = False
-    price_usd: float = 0.0
-    price_per_second_usd: float = 0.0
+    pricing: Pricing = field(default_factory=Pricing)
     deadline_s: float = 3600.0
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
@@ -73,8 +73,18 @@ class ModelSpec:
         return self.backend in LOCAL_BACKENDS
 
     def estimate_cost(self, request: GenerationRequest) -> float:
-        seconds = request.duration_s or self.default_duration_s
-        return round(self.price_usd + self.price_per_second_usd * seconds, 6)
+        """The price of the run the request asks for (its duration and resolution, or the
+        model's defaults)."""
+        return self.cost(self.seconds_of(request), request)
+
+    def cost(self, seconds: float, request: GenerationRequest) -> float:
+        """The price of ``seconds`` of video made for ``request``."""
+        resolution = request.resolution or self.parameters.get("resolution", {}).get("default")
+        return self.pricing.cost(seconds, resolution)
+
+    def seconds_of(self, request: GenerationRequest) -> float:
+        """The seconds of video the request asks for."""
+        return float(request.duration_s or self.default_duration_s)
 
     @property
     def default_duration_s(self) -> float:
@@ -120,13 +130,7 @@ class ModelSpec:
         inputs = (["text"] if self.text_to_video else []) + (
             ["image"] if self.image_to_video else []
         )
-        pricing: dict[str, Any] = {"currency": "USD"}
-        if self.price_usd:
-            pricing["per_video"] = self.price_usd
-        if self.price_per_second_usd:
-            pricing["per_second"] = self.price_per_second_usd
-        if not self.price_usd and not self.price_per_second_usd:
-            pricing["per_video"] = 0
+        pricing = self.pricing.to_json()
         return {
             "id": self.slug,
             "object": "model",

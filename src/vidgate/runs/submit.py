@@ -48,6 +48,7 @@ def prepare_run(
         backend=spec.backend,
         request=request.to_json(),
         cost=spec.estimate_cost(request),
+        video_s=spec.seconds_of(request),
         available_at=available_at,
         deadline_at=None if spec.is_local else now + spec.deadline_s,
         idempotency_key=idempotency_key,

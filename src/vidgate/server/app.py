@@ -19,6 +19,7 @@ from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits
 from vidgate.runs.request_schema import submit_schema
 from vidgate.server import errors
+from vidgate.server.account_routes import router as account_router
 from vidgate.server.common import REQUIRED
 from vidgate.server.fast_path import FastPath
 from vidgate.server.ops_routes import router as ops_router
@@ -156,6 +157,7 @@ def create_app(
     app.include_router(status_router)
     app.include_router(webhook_router)
     app.include_router(ops_router)
+    app.include_router(account_router)
     app.openapi = lambda: _openapi(app, submit_schema(catalog, limits))  # type: ignore[method-assign]
     return app
 

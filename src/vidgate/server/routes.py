@@ -21,7 +21,7 @@ from vidgate.server.errors import DEFAULT_TYPES, ApiError
 from vidgate.server.state import AppState
 from vidgate.storage.base import BadSignature, content_type_for
 from vidgate.storage.local import LocalStorage
-from vidgate.store.errors import IdempotencyConflict, StoreUnavailable
+from vidgate.store.errors import IdempotencyConflict, OverBudget, StoreUnavailable, TooManyInFlight
 from vidgate.store.records import KeyRecord, NewRun
 from vidgate.views import encode, iso, submit_response
 
@@ -37,7 +37,7 @@ IDEMPOTENCY_KEY_MAX = 200
     response_model=schemas.SubmitResponse,
     responses={
         202: {"description": "The run, accepted", "links": schemas.RUN_LINKS},
-        **schemas.error_responses(400, 401, 409, 429, 503, submit=True),
+        **schemas.error_responses(400, 401, 402, 409, 429, 503, submit=True),
     },
     operation_id="submitVideo",
     openapi_extra={
@@ -124,12 +124,32 @@ async def _accept(state: AppState, request: Request, key: KeyRecord) -> Response
     await check_targets(state, new)
     try:
         run, created = await state.store.submit(
-            new, idempotency_ttl_s=state.settings.limits.idempotency_ttl_s
+            new, idempotency_ttl_s=state.settings.limits.idempotency_ttl_s, limited=key.limited
         )
     except IdempotencyConflict as exc:
         raise ApiError(409, str(exc)) from None
+    except OverBudget as exc:
+        raise ApiError(
+            402,
+            f"insufficient balance: {exc}. Wait for the budget to renew at 00:00 UTC, choose a "
+            "cheaper model, resolution or duration, or ask the operator to raise it (vidgate "
+            f"keys update {key.name} --budget-usd-per-day USD)",
+        ) from None
+    except TooManyInFlight as exc:
+        retry = state.settings.server.status_retry_after_s
+        raise ApiError(
+            429,
+            f"too many runs in flight: {exc}. Submit again once one has finished (or cancel "
+            f"one), or ask the operator to raise it (vidgate keys update {key.name} "
+            "--max-in-flight N)",
+            headers={"Retry-After": str(retry)},
+        ) from None
+    remaining = None
+    if key.budget_usd_per_day is not None:
+        remaining = (await state.store.balance(key)).remaining_usd
     headers = {} if created else {"Idempotent-Replayed": "true"}
-    return Response(encode(submit_response(run)), 202, headers, "application/json")
+    body = submit_response(run, remaining_usd=remaining)
+    return Response(encode(body), 202, headers, "application/json")
 
 
 async def check_targets(state: AppState, new: NewRun) -> None:

@@ -191,8 +191,9 @@ def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[s
         401: "Missing or invalid API key",
         403: "Bad or expired file signature",
         404: "Run not found (or it belongs to another key)",
+        402: "INSUFFICIENT_BALANCE: the run would exceed the key's daily budget",
         409: "Idempotency-Key reused with a different body",
-        429: "Too many submits; see Retry-After",
+        429: "Too many submits, or too many runs in flight; see Retry-After",
         503: (
             "The database is unavailable for now (see Retry-After); on /healthz also: "
             "this process's worker has stopped"
@@ -200,3 +201,47 @@ def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[s
     }
     model = SubmitError if submit else Error
     return {code: {"model": model, "description": texts.get(code, "Error")} for code in codes}
+
+
+class BalanceBody(_Wire):
+    usd_balance: str = Field(
+        description="What is left of the key's budget for today (UTC), in USD, as a string; "
+        "'Infinity' for a key without a budget"
+    )
+    nano_balance: str = Field(description="Always '0': this gateway takes no Nano")
+    budget_usd_per_day: str | None = Field(None, description="extension: the daily budget")
+    spent_usd_today: str = Field(description="extension: cost of today's runs (UTC)")
+
+
+class UsageEntry(_Wire):
+    date: str = Field(description="UTC day, YYYY-MM-DD")
+    model: str
+    runs: int = Field(description="Runs submitted that day")
+    seconds: float = Field(description="Seconds of video made (completed runs)")
+    cost: float = Field(description="USD: final costs, and estimates of unfinished runs")
+
+
+class UsageTotals(_Wire):
+    runs: int
+    seconds: float
+    cost: float
+
+
+class UsageBody(_Wire):
+    object: Literal["usage"]
+    from_: str = Field(alias="from")
+    to: str
+    data: list[UsageEntry]
+    totals: UsageTotals
+
+
+class RecoveredRun(_Wire):
+    runId: str
+    id: str
+    model: str
+    status: Literal["queued", "processing", "completed", "failed", "cancelled"]
+    createdAt: str
+
+
+class RecoverBody(_Wire):
+    data: list[RecoveredRun]

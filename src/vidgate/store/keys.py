@@ -49,7 +49,12 @@ class KeyVerbs(StoreBase):
         """Key changes made here; a read that crossed one is not cached."""
 
     async def create_key(
-        self, name: str, *, webhook_url: str | None = None
+        self,
+        name: str,
+        *,
+        webhook_url: str | None = None,
+        budget_usd_per_day: float | None = None,
+        max_in_flight: int | None = None,
     ) -> tuple[KeyRecord, str]:
         """Create a key; returns its record and the secret, which is never stored."""
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -64,6 +69,8 @@ class KeyVerbs(StoreBase):
             "webhook_url": webhook_url,
             "webhook_secret_previous": None,
             "webhook_secret_rotated_at": None,
+            "budget_usd_per_day": budget_usd_per_day,
+            "max_in_flight": max_in_flight,
         }
         try:
             await self._write(lambda tx: tx.conn.execute(insert(api_keys).values(**row)))
@@ -99,6 +106,14 @@ class KeyVerbs(StoreBase):
 
     async def set_webhook_url(self, name_or_id: str, url: str | None) -> KeyRecord:
         return await self._update_key(name_or_id, webhook_url=url)
+
+    async def set_limits(self, name_or_id: str, **limits: float | int | None) -> KeyRecord:
+        """Set (or, with None, clear) ``budget_usd_per_day`` and ``max_in_flight``; other
+        processes apply it within :data:`KEY_CACHE_S`."""
+        unknown = set(limits) - {"budget_usd_per_day", "max_in_flight"}
+        if unknown:
+            raise TypeError(f"not a key limit: {', '.join(sorted(unknown))}")
+        return await self._update_key(name_or_id, **limits)
 
     async def _update_key(self, name_or_id: str, **values: object) -> KeyRecord:
         statement = (

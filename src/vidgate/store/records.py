@@ -45,6 +45,7 @@ class RunRecord:
     seq: int = 1
     webhook_url: str | None = None
     webhook_events: str | None = None
+    video_s: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
@@ -128,6 +129,13 @@ class KeyRecord:
     webhook_url: str | None = None
     webhook_secret_previous: str | None = None
     webhook_secret_rotated_at: float | None = None
+    budget_usd_per_day: float | None = None
+    max_in_flight: int | None = None
+
+    @property
+    def limited(self) -> bool:
+        """Whether submits of this key are checked against a budget or in-flight limit."""
+        return self.budget_usd_per_day is not None or self.max_in_flight is not None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> KeyRecord:
@@ -187,6 +195,41 @@ class NewRun:
     request_hash: str | None = None
     webhook_url: str | None = None
     webhook_events: str | None = None
+    video_s: float | None = None
+    """The seconds of video asked for (the model's default when the request names none)."""
     created_at: float | None = None
     """When the submit was accepted (its id is made from the same clock reading, so runs
     sort the same by either); the store's clock when None."""
+
+
+class UsageRow(NamedTuple):
+    """One key's runs of one model on one UTC day."""
+
+    day: str
+    """``YYYY-MM-DD`` (UTC)."""
+    api_key_id: str
+    model: str
+    runs: int
+    seconds: float
+    """Seconds of video made (completed runs)."""
+    cost_usd: float
+
+
+class RecentRun(NamedTuple):
+    id: str
+    model: str
+    status: Status
+    created_at: float
+
+
+class Balance(NamedTuple):
+    """A key's day so far: its budget (None: none) and what its runs cost or hold."""
+
+    budget_usd: float | None
+    spent_usd: float
+
+    @property
+    def remaining_usd(self) -> float | None:
+        if self.budget_usd is None:
+            return None
+        return round(max(0.0, self.budget_usd - self.spent_usd), 6)

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, case, func, or_, select, update
 
 from vidgate.runs.status import Status, sources_of
 from vidgate.store.base import CHANGE_COLUMNS, StoreBase
+from vidgate.store.budgets import final_cost
 from vidgate.store.records import RemoteRun
 from vidgate.store.schema import runs
 
@@ -110,7 +111,7 @@ class RemoteVerbs(StoreBase):
             if to is Status.IN_PROGRESS:
                 changes["started_at"] = func.coalesce(runs.c.started_at, now)
             if to.is_terminal:
-                changes["completed_at"] = now
+                changes.update({"completed_at": now, **final_cost(to), **values})
         if release:
             changes.update(lease_owner=None, lease_expires_at=None)
         publishing = (to is not None) if publish is None else publish

@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from vidgate.events.hub import RunChange
 from vidgate.runs.status import TERMINAL, Status, sources_of
 from vidgate.store.base import CHANGE_COLUMNS, StoreBase, Tx
-from vidgate.store.errors import IdempotencyConflict, NotFound
+from vidgate.store.budgets import final_cost, refusal
+from vidgate.store.errors import IdempotencyConflict, NotFound, StoreError
 from vidgate.store.records import NewRun, RunRecord
 from vidgate.store.schema import runs
 
@@ -24,12 +25,16 @@ class RunVerbs(StoreBase):
         """One statement object for every submit, so SQLAlchemy finds it compiled."""
         return insert(runs).values(rev=self._next_rev()).returning(*CHANGE_COLUMNS)
 
-    async def submit(self, new: NewRun, *, idempotency_ttl_s: float) -> tuple[RunRecord, bool]:
+    async def submit(
+        self, new: NewRun, *, idempotency_ttl_s: float, limited: bool = False
+    ) -> tuple[RunRecord, bool]:
         """Persist a new run. With an idempotency key seen within the TTL, returns the first
-        run instead (``created`` is False), or raises IdempotencyConflict if the body differs."""
+        run instead (``created`` is False), or raises IdempotencyConflict if the body differs.
+        ``limited``: the key's budget and in-flight limit are checked in the same transaction
+        (see :mod:`~vidgate.store.budgets`); OverBudget or TooManyInFlight if it is refused."""
         now = time.time()
 
-        def write(tx: Tx) -> tuple[RunRecord, bool]:
+        def write(tx: Tx) -> tuple[RunRecord, bool] | StoreError:
             if new.idempotency_key is not None:
                 existing = _by_idempotency_key(tx.conn, new)
                 if existing is not None:
@@ -43,6 +48,10 @@ class RunVerbs(StoreBase):
                     tx.conn.execute(
                         update(runs).where(runs.c.id == existing.id).values(idempotency_key=None)
                     )
+            if limited:
+                refused = refusal(tx.conn, self.dialect, new, now)
+                if refused is not None:
+                    return refused
             row = {
                 **new.__dict__,
                 "status": Status.IN_QUEUE.value,
@@ -59,11 +68,15 @@ class RunVerbs(StoreBase):
 
         for _ in range(3):
             try:
-                return await self._write(write)
+                result = await self._write(write)
             except IntegrityError:
                 # A concurrent submit with the same idempotency key won; read its run.
                 if new.idempotency_key is None:
                     raise
+                continue
+            if isinstance(result, StoreError):
+                raise result
+            return result
         raise IdempotencyConflict("this Idempotency-Key is being used concurrently; retry")
 
     async def get(self, run_id: str, api_key_id: str | None = None) -> RunRecord:
@@ -105,6 +118,7 @@ class RunVerbs(StoreBase):
         changes: dict[str, Any] = {"status": to.value, "updated_at": now, **self._bump(), **values}
         if to in TERMINAL:
             changes.update(completed_at=now, lease_owner=None, lease_expires_at=None)
+            changes.update({**final_cost(to), **values})
         statement = update(runs).where(*conditions).values(**changes).returning(*runs.c)
         row = await self._write(lambda tx: self._change_one(tx, statement, now))
         return RunRecord.from_row(row._mapping) if row is not None else None

@@ -36,6 +36,8 @@ api_keys = Table(
     Column("webhook_url", String(2000)),
     Column("webhook_secret_previous", String(100)),
     Column("webhook_secret_rotated_at", Float),
+    Column("budget_usd_per_day", Float),
+    Column("max_in_flight", Integer),
 )
 
 runs = Table(
@@ -75,6 +77,7 @@ runs = Table(
     Column("rev", BigInteger),
     Column("webhook_url", String(2000)),
     Column("webhook_events", String(200)),
+    Column("video_s", Float),
     UniqueConstraint("api_key_id", "idempotency_key", name="uq_runs_key_idempotency"),
 )
 
@@ -82,6 +85,7 @@ Index("ix_runs_claim", runs.c.status, runs.c.available_at, runs.c.created_at)
 Index("ix_runs_lease", runs.c.status, runs.c.lease_expires_at)
 Index("ix_runs_owner", runs.c.lease_owner)
 Index("ix_runs_api_key", runs.c.api_key_id, runs.c.created_at)
+Index("ix_runs_key_status", runs.c.api_key_id, runs.c.status)
 Index("ix_runs_remote_due", runs.c.backend, runs.c.next_poll_at)
 Index(
     "ix_runs_remote_submit",

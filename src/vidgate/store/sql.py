@@ -29,6 +29,7 @@ from vidgate.config import Durability
 from vidgate.events.pg_feed import PostgresFeed
 from vidgate.events.sqlite_feed import SQLiteFeed
 from vidgate.store.base import READERS
+from vidgate.store.budgets import BudgetVerbs
 from vidgate.store.checkpoint import LOG_LIMIT_BYTES, Checkpointer
 from vidgate.store.claims import ClaimVerbs
 from vidgate.store.keys import KEY_PREFIX, KeyVerbs, hash_key
@@ -118,7 +119,9 @@ def _ensure_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
-class SQLStore(KeyVerbs, LimitVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs):
+class SQLStore(
+    KeyVerbs, LimitVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs, BudgetVerbs
+):
     """Runs, API keys and webhook deliveries in a SQL database."""
 
     _feed: SQLiteFeed | PostgresFeed | None = None

@@ -254,10 +254,16 @@ class LocalWorker:
         is away (a stop), the video is left where it is: a commit whose answer was lost
         may point the run at it."""
         stored = await self.storage.put_file(key, output.path, output.content_type)
+        spec = self.catalog.models.get(run.model)
+        settled: dict[str, float] = {}
+        if output.duration_s is not None and spec is not None:  # the final cost, as made
+            cost = spec.cost(output.duration_s, run.generation_request)
+            settled = {"video_s": output.duration_s, "cost": cost}
         try:
             done = await self._finish(
                 run,
                 Status.COMPLETED,
+                **settled,
                 progress=100.0,
                 output_key=stored.key,
                 output_content_type=stored.content_type,
