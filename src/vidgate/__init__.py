@@ -5,9 +5,9 @@ the client and httpx are imported when one of these names is first used, so that
 processes that need none of them (the testcard renderer, started once per run) start fast.
 """
 
-from typing import TYPE_CHECKING
+import typing
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from vidgate.client import (
         APIConnectionError,
         APIStatusError,
@@ -65,6 +65,10 @@ __all__ = [
     "WebhookVerificationError",
     "__version__",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str) -> object:

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from tests.api_helpers import SMALL, decode_mp4
 from tests.s3 import Bucket
@@ -127,7 +128,7 @@ def remaining(server: LiveServer) -> int:
     return int(sum(runs.values()))
 
 
-def wait_remaining(server: LiveServer, at_most: int, timeout: float = 240) -> None:
+def wait_remaining(server: LiveServer, at_most: int, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while (left := remaining(server)) > at_most:
         assert time.monotonic() < deadline, f"{left} runs still unfinished"
@@ -152,6 +153,7 @@ def without_signature(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
+@pytest.mark.timeout(900)  # 300 renders and uploads: CPU-bound, longer on a busy machine
 def test_two_apis_three_workers_postgres_and_s3(  # type: ignore[no-untyped-def]
     tmp_path, postgres_url: str, s3_bucket: Bucket
 ) -> None:
