@@ -75,8 +75,9 @@ async def session_key(state: AppState, request: Request) -> KeyRecord | None:
 
 def secure_cookies(state: AppState, request: Request) -> bool:
     """Whether cookies may be sent over HTTPS only: the request came over HTTPS (behind
-    a proxy that says so, see uvicorn's ``--forwarded-allow-ips``), or the server's public
-    address is https."""
+    a proxy that says so in ``X-Forwarded-Proto``, believed from the addresses uvicorn's
+    ``FORWARDED_ALLOW_IPS`` names: loopback by default), or the server's public address
+    is https."""
     public = state.settings.server.public_base_url or ""
     return request.url.scheme == "https" or public.startswith("https://")
 
