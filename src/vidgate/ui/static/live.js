@@ -1,7 +1,8 @@
 // Live status on the runs page: one EventSource for the whole page (not one per row)
 // on /ui/events, which sends an event per change of any run. Rows already shown get their
 // new status; a new run is added at the top of the first page when it matches the filters
-// (else a "new runs" notice offers a refresh). Without JavaScript the page still lists the
+// (a new run made by another API process, whose change says too little to show it, brings
+// a "new runs" notice with a refresh link instead). Without JavaScript the page still lists the
 // runs, and its Refresh link reloads them.
 (function () {
   "use strict";
@@ -61,13 +62,15 @@
       var status = row.querySelector("td.status");
       status.textContent = change.status;
       status.dataset.status = change.status;
-    } else if (wanted.firstPage !== "yes") {
-      return;
-    } else if (change.model && change.runId > newest && matches(change)) {
-      addRow(change);
-      newest = change.runId;
-    } else if (!change.model || matches(change)) {
-      news.hidden = false;
+    } else if (wanted.firstPage !== "yes" || change.runId <= newest) {
+      return; // an older run, not on this page
+    } else if (change.model) {
+      if (matches(change)) {
+        addRow(change);
+        newest = change.runId;
+      }
+    } else {
+      news.hidden = false; // made by another process: the change does not say enough
     }
   }
 
