@@ -300,3 +300,12 @@ async def test_filters_and_pages(app_on_each_database: tuple[str, SQLStore]) -> 
         assert row is not None and row.groups() == (str(PAGE), "0"), providers.text
         paths = (await client.get("/openapi.json")).json()["paths"]
         assert not [path for path in paths if path.startswith("/ui")]
+
+
+async def test_the_dashboard_can_be_turned_off(tmp_path: Path) -> None:
+    settings = _settings(f"sqlite:///{tmp_path / 'vidgate.db'}", tmp_path, ui={"enabled": False})
+    transport = httpx.ASGITransport(create_app(settings))  # no lifespan: no route answers
+    async with httpx.AsyncClient(transport=transport, base_url="http://vidgate") as client:
+        for path in ("/ui", "/ui/login", "/ui/events", "/ui/static/live.js"):
+            answer = await client.get(path)
+            assert answer.status_code == 404 and "no route" in answer.json()["message"], path
