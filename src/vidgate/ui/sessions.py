@@ -2,9 +2,9 @@
 brake on guessing.
 
 * The session cookie holds a signed, timestamped token naming the admin key's id (never
-  the key): :class:`itsdangerous.URLSafeTimedSerializer`, keyed by a secret kept in the
-  database (:meth:`~vidgate.store.secrets.SecretVerbs.shared_secret`), so every API
-  process of an installation honours it. Each request checks the key is still live and
+  the key): :class:`itsdangerous.URLSafeTimedSerializer` with HMAC-SHA256, keyed by a
+  secret kept in the database (:meth:`~vidgate.store.secrets.SecretVerbs.shared_secret`),
+  so every API process of an installation honours it. Each request checks the key is still live and
   admin: revoking it ends its sessions at once.
 * Forms that post (sign in, sign out) carry a random token that must equal the one in a
   cookie set with the form (double submit), and a browser's ``Origin`` must be this
@@ -16,6 +16,7 @@ brake on guessing.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -41,7 +42,9 @@ FAILURE_WINDOW_S = 60.0
 
 
 def _serializer(secret: bytes) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt="vidgate.ui.session")
+    return URLSafeTimedSerializer(
+        secret, salt="vidgate.ui.session", signer_kwargs={"digest_method": hashlib.sha256}
+    )
 
 
 async def session_token(state: AppState, key: KeyRecord) -> str:
