@@ -28,12 +28,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-## Lint, type-check and run the whole suite against real SQLite and PostgreSQL: in
+## Lint, type-check and run the whole suite against real SQLite and PostgreSQL (and the
+## dashboard's browser test in Debian's chromium, installed when missing): in
 ## TEST_WORKERS parallel processes (one per core, 2 to 4), then the tests marked `serial`
 ## alone. pytest's exit status 5 (nothing collected, e.g. PYTEST_ARGS naming one file) is
 ## not a failure.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=2; echo $$n)
 test: lint
+	@scripts/chromium-for-tests.sh >/dev/null
 	@url=$$(scripts/postgres-for-tests.sh start $(PGDIR)) || exit 1; \
 	trap 'scripts/postgres-for-tests.sh stop $(PGDIR)' EXIT; \
 	export VIDGATE_TEST_DATABASE_URL=$$url; \

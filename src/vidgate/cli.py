@@ -179,6 +179,10 @@ def keys_create(
     ] = None,
     budget_usd_per_day: Budget = None,
     max_in_flight: MaxInFlight = None,
+    admin: Annotated[
+        bool,
+        typer.Option("--admin", help="The key may also sign in to the dashboard at /ui"),
+    ] = False,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -196,6 +200,7 @@ def keys_create(
                 webhook_url=url,
                 budget_usd_per_day=budget_usd_per_day,
                 max_in_flight=max_in_flight,
+                admin=admin,
             )
             return secret
         finally:
@@ -206,7 +211,8 @@ def keys_create(
     except KeyNameTaken as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"Created API key {name!r}. It is shown only once:", err=True)
+    kind = "admin key (API and dashboard)" if admin else "API key"
+    typer.echo(f"Created {kind} {name!r}. It is shown only once:", err=True)
     typer.echo(secret)
 
 
@@ -255,7 +261,10 @@ def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
     for key in asyncio.run(main()):
         state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "active"
         limits = f"\t{describe_limits(key)}" if key.limited else ""
-        typer.echo(f"{key.name}\t{key.prefix}…\tcreated {iso(key.created_at)}\t{state}{limits}")
+        admin = "\tadmin" if key.admin else ""
+        typer.echo(
+            f"{key.name}\t{key.prefix}…\tcreated {iso(key.created_at)}\t{state}{admin}{limits}"
+        )
 
 
 @keys_app.command("revoke")

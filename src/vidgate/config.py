@@ -196,6 +196,13 @@ class MetricsSettings(_Section):
     a worker process serves none."""
 
 
+class UiSettings(_Section):
+    enabled: bool = True
+    """Serve the operators' dashboard at ``/ui`` (off: it answers 404)."""
+    session_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 24 * 3600)
+    """How long a dashboard sign-in lasts; then the admin key is asked for again."""
+
+
 class ModerationSettings(_Section):
     blocked_words: list[str] = Field(default_factory=list)
     blocked_patterns: list[str] = Field(default_factory=lambda: [r"\bsandbox:blocked\b"])
@@ -304,6 +311,7 @@ class Settings(_Section):
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 

@@ -19,7 +19,7 @@ def test_example_config_loads_and_equals_the_defaults() -> None:
 
 def test_every_key_is_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
-    sections = ("server", "limits", "worker", "storage", "webhooks", "moderation", "metrics")
+    sections = ("server", "limits", "worker", "storage", "webhooks", "moderation", "metrics", "ui")
     for section in sections:
         for key in type(getattr(Settings(), section)).model_fields:
             assert f"`{section}.{key}`" in doc, f"{section}.{key}"

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import Receive, Scope, Send
 
-from vidgate import logs
+from vidgate import logs, ui
 from vidgate.config import Settings
 from vidgate.metrics import Metrics
 from vidgate.runs.moderation import Moderation
@@ -158,6 +158,8 @@ def create_app(
     app.include_router(webhook_router)
     app.include_router(ops_router)
     app.include_router(account_router)
+    if settings.ui.enabled:
+        ui.install(app)
     app.openapi = lambda: _openapi(app, submit_schema(catalog, limits))  # type: ignore[method-assign]
     return app
 

@@ -55,8 +55,10 @@ class KeyVerbs(StoreBase):
         webhook_url: str | None = None,
         budget_usd_per_day: float | None = None,
         max_in_flight: int | None = None,
+        admin: bool = False,
     ) -> tuple[KeyRecord, str]:
-        """Create a key; returns its record and the secret, which is never stored."""
+        """Create a key; returns its record and the secret, which is never stored. An
+        ``admin`` key may also sign in to the dashboard."""
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         row = {
             "id": "key_" + secrets.token_hex(8),
@@ -71,6 +73,7 @@ class KeyVerbs(StoreBase):
             "webhook_secret_rotated_at": None,
             "budget_usd_per_day": budget_usd_per_day,
             "max_in_flight": max_in_flight,
+            "admin": admin,
         }
         try:
             await self._write(lambda tx: tx.conn.execute(insert(api_keys).values(**row)))

@@ -131,6 +131,8 @@ class KeyRecord:
     webhook_secret_rotated_at: float | None = None
     budget_usd_per_day: float | None = None
     max_in_flight: int | None = None
+    admin: bool = False
+    """Whether the key may sign in to the dashboard (it works as an API key too)."""
 
     @property
     def limited(self) -> bool:
@@ -139,7 +141,9 @@ class KeyRecord:
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> KeyRecord:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["admin"] = bool(values["admin"])  # SQLite answers 0 or 1
+        return cls(**values)
 
     def signing_secrets(self, now: float, overlap_s: float) -> list[str]:
         """The secrets webhooks are signed with: the current one, and the previous one for

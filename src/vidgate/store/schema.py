@@ -38,6 +38,7 @@ api_keys = Table(
     Column("webhook_secret_rotated_at", Float),
     Column("budget_usd_per_day", Float),
     Column("max_in_flight", Integer),
+    Column("admin", Boolean, nullable=False, default=False),
 )
 
 runs = Table(
@@ -130,3 +131,13 @@ rate_buckets = Table(
 )
 """Submit token buckets shared by the API processes on PostgreSQL (see
 :mod:`vidgate.store.limits`); ``updated`` is the database's clock, not a process's."""
+
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("secret", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+"""Random secrets every process of an installation shares, made on first use (see
+:mod:`vidgate.store.secrets`)."""

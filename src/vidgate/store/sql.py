@@ -10,8 +10,9 @@ before it writes waits for the lock instead of failing with "database is locked"
 readers go on meanwhile. On PostgreSQL the claim query uses ``FOR UPDATE SKIP LOCKED``.
 
 The verbs live by story: :mod:`~vidgate.store.keys`, :mod:`~vidgate.store.runs`,
-:mod:`~vidgate.store.claims` (local workers), :mod:`~vidgate.store.remote` (the poller) and
-:mod:`~vidgate.store.webhooks` (the delivery outbox).
+:mod:`~vidgate.store.claims` (local workers), :mod:`~vidgate.store.remote` (the poller),
+:mod:`~vidgate.store.webhooks` (the delivery outbox), :mod:`~vidgate.store.dashboard` (the
+operators' reads) and :mod:`~vidgate.store.secrets` (secrets the processes share).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from vidgate.store.base import READERS
 from vidgate.store.budgets import BudgetVerbs
 from vidgate.store.checkpoint import LOG_LIMIT_BYTES, Checkpointer
 from vidgate.store.claims import ClaimVerbs
+from vidgate.store.dashboard import DashboardVerbs
 from vidgate.store.keys import KEY_PREFIX, KeyVerbs, hash_key
 from vidgate.store.limits import LimitVerbs
 from vidgate.store.migrate import upgrade
 from vidgate.store.polls import PollVerbs
 from vidgate.store.remote import RemoteVerbs
 from vidgate.store.runs import RunVerbs
+from vidgate.store.secrets import SecretVerbs
 from vidgate.store.webhooks import WebhookVerbs
 
 __all__ = ["KEY_PREFIX", "SQLStore", "hash_key"]
@@ -120,7 +123,16 @@ def _ensure_wal(cursor: Any) -> None:
 
 
 class SQLStore(
-    KeyVerbs, LimitVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs, BudgetVerbs
+    KeyVerbs,
+    LimitVerbs,
+    RunVerbs,
+    PollVerbs,
+    ClaimVerbs,
+    RemoteVerbs,
+    WebhookVerbs,
+    BudgetVerbs,
+    DashboardVerbs,
+    SecretVerbs,
 ):
     """Runs, API keys and webhook deliveries in a SQL database."""
 
