@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from vidgate.config_retention import RetentionSettings
 from vidgate.runs.catalog import (
     LOCAL_BACKENDS,
     REMOTE_BACKENDS,
@@ -304,6 +305,7 @@ class Settings(_Section):
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 

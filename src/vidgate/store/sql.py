@@ -10,8 +10,8 @@ before it writes waits for the lock instead of failing with "database is locked"
 readers go on meanwhile. On PostgreSQL the claim query uses ``FOR UPDATE SKIP LOCKED``.
 
 The verbs live by story: :mod:`~vidgate.store.keys`, :mod:`~vidgate.store.runs`,
-:mod:`~vidgate.store.claims` (local workers), :mod:`~vidgate.store.remote` (the poller) and
-:mod:`~vidgate.store.webhooks` (the delivery outbox).
+:mod:`~vidgate.store.claims` (local workers), :mod:`~vidgate.store.remote` (the poller),
+:mod:`~vidgate.store.webhooks` (the delivery outbox) and :mod:`~vidgate.store.retention`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from vidgate.store.limits import LimitVerbs
 from vidgate.store.migrate import upgrade
 from vidgate.store.polls import PollVerbs
 from vidgate.store.remote import RemoteVerbs
+from vidgate.store.retention import RetentionVerbs
 from vidgate.store.runs import RunVerbs
 from vidgate.store.webhooks import WebhookVerbs
 
@@ -120,7 +121,15 @@ def _ensure_wal(cursor: Any) -> None:
 
 
 class SQLStore(
-    KeyVerbs, LimitVerbs, RunVerbs, PollVerbs, ClaimVerbs, RemoteVerbs, WebhookVerbs, BudgetVerbs
+    KeyVerbs,
+    LimitVerbs,
+    RunVerbs,
+    PollVerbs,
+    ClaimVerbs,
+    RemoteVerbs,
+    WebhookVerbs,
+    BudgetVerbs,
+    RetentionVerbs,
 ):
     """Runs, API keys and webhook deliveries in a SQL database."""
 
