@@ -27,13 +27,14 @@ from vidgate.config_retention import DAY_S, RetentionSettings
 from vidgate.runs.ids import new_run_id
 from vidgate.runs.status import Status
 from vidgate.server.app import create_app
-from vidgate.services import build_storage
+from vidgate.services import Services, build_catalog, build_storage
 from vidgate.storage.base import Storage
 from vidgate.storage.local import LocalStorage
 from vidgate.store.records import NewRun
 from vidgate.store.schema import runs, webhook_deliveries
 from vidgate.store.sql import SQLStore
 from vidgate.worker.retention import RetentionSweeper
+from vidgate.worker.runtime import run_worker
 
 NOW = 1_900_000_000.0
 """The sweepers' clock (2030): every age below is counted back from it."""
@@ -80,16 +81,16 @@ async def world(
 
 
 async def make_run(
-    world: World, status: Status, age_days: float, *, video: bool = False, key: str = "k"
+    world: World, status: Status, age_days: float, *, video: bool = False, now: float = NOW
 ) -> str:
     """A run now in ``status`` that completed (or, in flight, was created) ``age_days``
-    before :data:`NOW`, with a webhook (so it has deliveries) and, if ``video``, a stored
+    before ``now``, with a webhook (so it has deliveries) and, if ``video``, a stored
     video and thumbnail."""
     store = world.store
     run, _ = await store.submit(
         NewRun(
             id=new_run_id(),
-            api_key_id=key,
+            api_key_id="k",
             model="testcard-video",
             backend="testcard",
             request={"model": "testcard-video", "prompt": "p", "extra": {}},
@@ -115,7 +116,7 @@ async def make_run(
         world.files[run.id] = keys
     if status.is_terminal:
         assert await store.transition(run.id, status, **values)
-    at = NOW - age_days * DAY_S
+    at = now - age_days * DAY_S
     column = "completed_at" if status.is_terminal else "created_at"
     await store._write(
         lambda tx: tx.conn.execute(update(runs).where(runs.c.id == run.id).values({column: at}))
@@ -228,3 +229,30 @@ async def poll_of_a_swept_run(world: World, run_id: str) -> None:
             )
             message = assert_status_error(content, 410)
             assert "retention" in message and "videos_days" in message and "30 days" in message
+
+
+async def test_a_worker_process_sweeps_when_retention_is_set(tmp_path: Path) -> None:
+    """The sweep runs in every worker (``vidgate worker`` and ``serve``'s own), by the
+    real clock: a video 31 days old goes, with ``videos_days = 30``."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    settings = Settings.model_validate(
+        {"data_dir": str(tmp_path / "data"), "database_url": url, "retention": {"videos_days": 30}}
+    )
+    store = await SQLStore.open(url)
+    world = World(settings, store, build_storage(settings), None)
+    stop = asyncio.Event()
+    try:
+        old = await make_run(world, Status.COMPLETED, 31, video=True, now=time.time())
+        kept = await make_run(world, Status.COMPLETED, 29, video=True, now=time.time())
+        services = Services(settings, store, world.storage, build_catalog(settings))
+        worker = asyncio.create_task(run_worker(services, stop))
+        deadline = time.monotonic() + 20
+        while (row := await store.poll_run(old)) is not None and row.output_deleted_at is None:
+            assert time.monotonic() < deadline and not worker.done(), "no sweep happened"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await worker
+        assert world.stored() == set(world.files[kept])
+    finally:
+        stop.set()
+        await store.close()
