@@ -121,6 +121,12 @@ class Metrics:
             ["backend"],
             registry=registry,
         )
+        self.retention_deleted = Counter(
+            "vidgate_retention_deleted",
+            "What the retention sweep deleted: videos (with their thumbnails) and runs",
+            ["what"],
+            registry=registry,
+        )
 
     def committed(self, change: RunChange) -> None:
         """Count a change of a run that this process committed."""

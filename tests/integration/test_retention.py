@@ -253,6 +253,9 @@ async def test_a_worker_process_sweeps_when_retention_is_set(tmp_path: Path) -> 
         stop.set()
         await worker
         assert world.stored() == set(world.files[kept])
+        count = services.metrics.registry.get_sample_value
+        assert count("vidgate_retention_deleted_total", {"what": "video"}) == 1
+        assert count("vidgate_retention_deleted_total", {"what": "run"}) == 0
     finally:
         stop.set()
         await store.close()

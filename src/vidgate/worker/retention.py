@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from vidgate.config_retention import RetentionSettings
 from vidgate.logs import event
+from vidgate.metrics import Metrics
 from vidgate.storage.base import Storage, StorageError
 from vidgate.store.errors import StoreUnavailable
 from vidgate.store.sql import SQLStore
@@ -41,11 +42,13 @@ class RetentionSweeper:
         settings: RetentionSettings,
         *,
         clock: Clock = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep now and every ``sweep_interval_s`` until ``stop``; a failed sweep is
@@ -87,6 +90,9 @@ class RetentionSweeper:
                     break
         if videos or runs:
             event(log, "retention.swept", videos=videos, runs=runs)
+            if self.metrics is not None:
+                self.metrics.retention_deleted.labels("video").inc(videos)
+                self.metrics.retention_deleted.labels("run").inc(runs)
         return Swept(videos, runs)
 
     async def _delete_videos(self, before: float, now: float) -> tuple[int, int]:

@@ -83,7 +83,9 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
                 parts.create_task(poller.run(stop))
                 parts.create_task(sender.run(stop))
                 if settings.retention.enabled:
-                    sweeper = RetentionSweeper(store, services.storage, settings.retention)
+                    sweeper = RetentionSweeper(
+                        store, services.storage, settings.retention, metrics=services.metrics
+                    )
                     parts.create_task(sweeper.run(stop))
         finally:
             store.events.remove_listener(on_change)
