@@ -13,6 +13,7 @@ from typing import Any
 
 import av
 import httpx
+from PIL import Image
 
 from tests.servers import LiveServer
 
@@ -115,6 +116,22 @@ def decode_mp4(data: bytes) -> VideoInfo:
         frames = sum(1 for _ in container.decode(stream))
         duration = float(container.duration or 0) / 1_000_000
         return VideoInfo(stream.codec_context.name, stream.width, stream.height, frames, duration)
+
+
+def poster_size(width: int, height: int) -> tuple[int, int]:
+    """The size of the poster of a ``width`` x ``height`` video: its own, or scaled down to
+    640 pixels wide."""
+    if width <= 640:
+        return width, height
+    return 640, round(height * 640 / width)
+
+
+def decode_jpeg(data: bytes) -> tuple[int, int]:
+    """Decode a JPEG (all of it, not just its header); its size."""
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "JPEG"
+        image.load()
+        return image.size
 
 
 def assert_submit_error(response: httpx.Response, status_code: int, type_: str) -> str:

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from vidgate.config_retention import RetentionSettings
 from vidgate.runs.catalog import (
     LOCAL_BACKENDS,
     REMOTE_BACKENDS,
@@ -312,6 +313,7 @@ class Settings(_Section):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     models: dict[str, ModelConfig] = Field(default_factory=_default_models)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
 

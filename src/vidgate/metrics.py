@@ -121,12 +121,18 @@ class Metrics:
             ["backend"],
             registry=registry,
         )
+        self.retention_deleted = Counter(
+            "vidgate_retention_deleted",
+            "What the retention sweep deleted: videos (with their thumbnails) and runs",
+            ["what"],
+            registry=registry,
+        )
 
     def committed(self, change: RunChange) -> None:
         """Count a change of a run that this process committed."""
         run = change.run
-        if run is None:
-            return
+        if run is None or run.output_deleted_at is not None:
+            return  # a retention sweep's mark: the run finished, and was counted, long ago
         status = change.status
         if status is Status.IN_QUEUE:
             if change.seq == 1:

@@ -27,11 +27,29 @@ class OutputLink:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class OutputLinks:
+    """The signed URLs of a completed run's files: its video and, if it has one, poster."""
+
+    video: OutputLink
+    thumbnail: OutputLink | None = None
+
+
+VIDEO_DELETED = (
+    "this run's video (and its thumbnail) was deleted by the server's retention policy; "
+    "it can no longer be downloaded. Submit the request again for a new video"
+)
+
+
 def _data(run: RunView, link: OutputLink | None, queue_position: int | None) -> dict[str, Any]:
     data: dict[str, Any] = {"status": run.status.value}
     if link is not None and run.status is Status.COMPLETED:
         data["output"] = {"video": {"url": link.url}}
         data["expiresAt"] = iso(link.expires_at)
+    elif run.output_deleted_at is not None:
+        data["videoDeleted"] = True
+        data["videoDeletedAt"] = iso(run.output_deleted_at)
+        data["videoDeletedReason"] = VIDEO_DELETED
     data["cost"] = run.cost
     if run.status is Status.FAILED:
         data["error"] = run.error or "Video generation failed"
@@ -60,18 +78,20 @@ def _data(run: RunView, link: OutputLink | None, queue_position: int | None) -> 
 
 
 def legacy_status(
-    run: RunView, link: OutputLink | None, queue_position: int | None = None
+    run: RunView, links: OutputLinks | None, queue_position: int | None = None
 ) -> dict[str, Any]:
     """``GET /api/generate-video/status``: ``{"data": {..., "request_id": ...}}``."""
-    data = _data(run, link, queue_position)
+    data = _data(run, links.video if links else None, queue_position)
     data = {"status": data.pop("status"), "request_id": run.provider_request_id or run.id, **data}
     return {"data": data}
 
 
 def unified_status(
-    run: RunView, link: OutputLink | None, queue_position: int | None = None
+    run: RunView, links: OutputLinks | None, queue_position: int | None = None
 ) -> dict[str, Any]:
-    """``GET /api/video/status``: flat fields (lower-case status) plus the nested ``data``."""
+    """``GET /api/video/status``: flat fields (lower-case status) plus the nested ``data``;
+    extensions: ``thumbnailUrl`` (the poster), ``videoDeleted`` (and when, and why)."""
+    link = links.video if links is not None else None
     data = _data(run, link, queue_position)
     data = {"status": data.pop("status"), "requestId": run.id, **data}
     body: dict[str, Any] = {
@@ -85,6 +105,11 @@ def unified_status(
         "createdAt": data.get("createdAt"),
         "completedAt": data.get("completedAt"),
     }
+    if links is not None and links.thumbnail is not None and run.status is Status.COMPLETED:
+        body["thumbnailUrl"] = links.thumbnail.url
+    if "videoDeleted" in data:
+        for key in ("videoDeleted", "videoDeletedAt", "videoDeletedReason"):
+            body[key] = data[key]
     if run.status is Status.FAILED:
         body["isNSFWError"] = run.is_nsfw
         if run.user_friendly_error:
@@ -112,12 +137,20 @@ def submit_response(run: RunRecord, remaining_usd: float | None = None) -> dict[
     }
 
 
-def output_link(storage: Storage, run: RunView, base: str, ttl_s: int) -> OutputLink | None:
-    """The signed URL of a completed run's video (stable for half its lifetime)."""
+def output_links(storage: Storage, run: RunView, base: str, ttl_s: int) -> OutputLinks | None:
+    """The signed URLs of a completed run's video and poster (stable for half their
+    lifetime); None before completion, or once retention has deleted them."""
     if run.status is not Status.COMPLETED or run.output_key is None:
         return None
-    url, expires = storage.signed_url(run.output_key, base, ttl_s, issued_from=run.completed_at)
-    return OutputLink(url, expires)
+    if run.output_deleted_at is not None:
+        return None
+
+    def link(key: str) -> OutputLink:
+        url, expires = storage.signed_url(key, base, ttl_s, issued_from=run.completed_at)
+        return OutputLink(url, expires)
+
+    thumbnail = link(run.thumbnail_key) if run.thumbnail_key is not None else None
+    return OutputLinks(link(run.output_key), thumbnail)
 
 
 async def status_body(
@@ -138,4 +171,4 @@ async def status_body(
         else:
             position = await store.queue_position(run)
     render = legacy_status if shape == "legacy" else unified_status
-    return render(run, output_link(storage, run, base, url_ttl_s), position)
+    return render(run, output_links(storage, run, base, url_ttl_s), position)

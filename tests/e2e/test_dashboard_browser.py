@@ -143,6 +143,9 @@ def test_an_admin_watches_a_run_complete_live_and_plays_its_video(server: LiveSe
             assert page.evaluate("document.getElementById('video').src").startswith(
                 f"{server.base_url}/files/"
             )
+            poster = page.evaluate("document.getElementById('video').poster")
+            assert poster.startswith(f"{server.base_url}/files/") and ".thumb.jpg" in poster
+            assert httpx.get(poster).headers["content-type"] == "image/jpeg"  # no key needed
             page.screenshot(path=str(ARTIFACTS / "dashboard-run.png"), full_page=True)
 
             page.goto(f"{server.base_url}/ui/providers")

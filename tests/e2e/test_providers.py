@@ -13,7 +13,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api_helpers import decode_mp4, status, wait_for, wait_terminal
+from tests.api_helpers import (
+    decode_jpeg,
+    decode_mp4,
+    poster_size,
+    status,
+    unified,
+    wait_for,
+    wait_terminal,
+)
 from tests.emulators.harness import Fault
 from tests.providers import (
     ProviderCase,
@@ -110,6 +118,10 @@ def test_success_is_copied_into_our_storage(stack, case: ProviderCase) -> None: 
     info = decode_mp4(video.content)
     assert info.codec == "h264" and info.frames > 0
     assert new_submits(case) == 1
+    # The copy got a poster frame too, served by its own signed URL.
+    poster = httpx.get(unified(server, run_id)["thumbnailUrl"])  # type: ignore[arg-type]
+    assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
+    assert decode_jpeg(poster.content) == poster_size(info.width, info.height)
 
 
 @ALL

@@ -25,7 +25,8 @@ def test_a_run_on_sqlite_keeps_its_video_in_s3(tmp_path: Path, s3_bucket: Bucket
         assert final["status"] == "COMPLETED", final
         url = final["output"]["video"]["url"]
         assert url.startswith(f"{s3_bucket.server.endpoint}/{s3_bucket.name}/gw/{run_id}/")
-        assert s3_bucket.keys() == [f"gw/{run_id}/{url.split('?')[0].rsplit('/', 1)[1]}"]
+        video_key = f"gw/{run_id}/{url.split('?')[0].rsplit('/', 1)[1]}"
+        assert s3_bucket.keys() == [video_key, f"{video_key}.thumb.jpg"]  # and its poster
         assert not list((server.data_dir / "files").glob("**/*.mp4"))  # nothing kept locally
 
         video = httpx.get(url, timeout=30)  # no API key

@@ -219,7 +219,7 @@ def test_openapi_describes_every_route_with_upstream_schemas(live_server: LiveSe
         ("/api/generate-video/status", "get"): {"200", "400", "401", "404", "503"},
         ("/api/video/status", "get"): {"200", "400", "401", "404", "503"},
         ("/api/generate-video/cancel", "post"): {"200", "400", "401", "404", "503"},
-        ("/api/generate-video/content", "get"): {"302", "400", "401", "404", "503"},
+        ("/api/generate-video/content", "get"): {"302", "400", "401", "404", "410", "503"},
         ("/api/v1/video-models", "get"): {"200"},
         ("/files/{key}", "get"): {"200", "206", "403", "404"},
         ("/healthz", "get"): {"200", "503"},

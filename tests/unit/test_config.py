@@ -19,7 +19,17 @@ def test_example_config_loads_and_equals_the_defaults() -> None:
 
 def test_every_key_is_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
-    sections = ("server", "limits", "worker", "storage", "webhooks", "moderation", "metrics", "ui")
+    sections = (
+        "server",
+        "limits",
+        "worker",
+        "storage",
+        "webhooks",
+        "moderation",
+        "metrics",
+        "ui",
+        "retention",
+    )
     for section in sections:
         for key in type(getattr(Settings(), section)).model_fields:
             assert f"`{section}.{key}`" in doc, f"{section}.{key}"
@@ -78,6 +88,11 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
             "storage.url_ttl_s (700000) is longer than the 604800 s (7 days) S3 allows",
         ),
         ('[storage]\nendpoint_url = "minio:9000"\n', "storage.endpoint_url: 'minio:9000' is"),
+        ("[retention]\nruns_days = 30\n", "retention.runs_days (30) needs retention.videos_days"),
+        (
+            "[retention]\nvideos_days = 30\nruns_days = 7\n",
+            "retention.runs_days (7) must be at least retention.videos_days (30)",
+        ),
     ],
 )
 def test_invalid_configs_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:

@@ -11,7 +11,7 @@ from vidgate.server.ratelimit import TokenBucketLimiter
 from vidgate.storage.base import BadSignature
 from vidgate.storage.local import LocalStorage, load_or_create_secret
 from vidgate.store.records import RunRecord
-from vidgate.views import OutputLink, legacy_status, unified_status
+from vidgate.views import OutputLink, OutputLinks, legacy_status, unified_status
 
 
 async def test_token_bucket() -> None:
@@ -90,10 +90,21 @@ def test_views_leave_out_what_does_not_apply() -> None:
     assert failed["data"]["request_id"] == "req-1"
     assert failed["data"]["isNSFWError"] is True and failed["data"]["userFriendlyError"] == "nope"
     assert None not in failed["data"].values()
-    done = unified_status(_run(Status.COMPLETED, completed_at=1.0), OutputLink("http://h/f", 100.0))
+    link = OutputLinks(OutputLink("http://h/f", 100.0))
+    done = unified_status(_run(Status.COMPLETED, completed_at=1.0), link)
     assert done["status"] == "completed" and done["videoUrl"] == "http://h/f"
     assert done["data"]["output"] == {"video": {"url": "http://h/f"}}
     assert done["error"] is None and None not in done["data"].values()
+    assert "thumbnailUrl" not in done and "videoDeleted" not in done
+    posters = OutputLinks(OutputLink("http://h/f", 100.0), OutputLink("http://h/t", 100.0))
+    assert unified_status(_run(Status.COMPLETED, completed_at=1.0), posters)["thumbnailUrl"] == (
+        "http://h/t"
+    )
+    swept = _run(Status.COMPLETED, completed_at=1.0, output_key="k", output_deleted_at=86400.0)
+    for body in (unified_status(swept, None), legacy_status(swept, None)["data"]):
+        assert body["videoDeleted"] is True and body["videoDeletedAt"] == "1970-01-02T00:00:00.000Z"
+        assert "retention policy" in body["videoDeletedReason"]
+        assert "output" not in body.get("data", body) and body.get("videoUrl") is None
 
 
 async def test_a_webhook_url_that_is_not_a_valid_url_is_unsafe_not_an_error() -> None:

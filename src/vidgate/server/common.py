@@ -12,7 +12,7 @@ from vidgate.server.errors import ApiError
 from vidgate.server.state import AppState
 from vidgate.store.errors import NotFound
 from vidgate.store.records import KeyRecord, RunRecord, RunView
-from vidgate.views import OutputLink
+from vidgate.views import OutputLinks
 
 
 def state_of(request: Request) -> AppState:
@@ -115,5 +115,5 @@ async def get_run(state: AppState, run_id: str | None, key: KeyRecord) -> RunRec
         raise ApiError(404, f"run {run_id!r} not found") from None
 
 
-def output_link(base: str, state: AppState, run: RunView) -> OutputLink | None:
-    return views.output_link(state.storage, run, base, state.settings.storage.url_ttl_s)
+def output_links(base: str, state: AppState, run: RunView) -> OutputLinks | None:
+    return views.output_links(state.storage, run, base, state.settings.storage.url_ttl_s)

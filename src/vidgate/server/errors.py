@@ -29,6 +29,7 @@ DEFAULT_TYPES = {
     405: "invalid_request_error",
     408: "timeout_error",
     409: "conflict_error",
+    410: "gone_error",
     429: "RATE_LIMITED",
     500: "server_error",
     503: "service_unavailable",

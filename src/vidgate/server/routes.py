@@ -16,7 +16,7 @@ from vidgate.runs.errors import ContentPolicyViolation, InvalidRequest
 from vidgate.runs.submit import prepare_run
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
-from vidgate.server.common import base_url, find_run, needed, output_link, read_json, state_of
+from vidgate.server.common import base_url, find_run, needed, output_links, read_json, state_of
 from vidgate.server.errors import DEFAULT_TYPES, ApiError
 from vidgate.server.state import AppState
 from vidgate.storage.base import BadSignature, content_type_for
@@ -179,15 +179,18 @@ async def check_targets(state: AppState, new: NewRun) -> None:
             ) from None
 
 
+VARIANTS = ("video", "thumbnail")
+
+
 @router.get(
     "/api/generate-video/content",
     responses={
-        302: {"description": "Redirect to the video's signed URL"},
-        **schemas.error_responses(400, 401, 404, 503),
+        302: {"description": "Redirect to the signed URL of the video (or its thumbnail)"},
+        **schemas.error_responses(400, 401, 404, 410, 503),
     },
     response_class=RedirectResponse,
     status_code=302,
-    summary="The finished video (redirects to its signed URL)",
+    summary="The finished video or its thumbnail (redirects to its signed URL)",
 )
 async def content_route(
     request: Request,
@@ -195,13 +198,47 @@ async def content_route(
     runId: Annotated[str | None, needed("Run ID returned by the submit")] = None,
     model: Annotated[str | None, Query(description="Model used for the run")] = None,
     modelSlug: Annotated[str | None, Query(description="Alias of model")] = None,
+    variant: Annotated[
+        str | None,
+        Query(
+            description="video (default) or thumbnail (the poster frame, a JPEG)",
+            json_schema_extra={"enum": list(VARIANTS)},
+        ),
+    ] = None,
 ) -> Response:
     state = state_of(request)
+    chosen = variant or "video"
+    if chosen not in VARIANTS:
+        raise ApiError(
+            400,
+            f"variant {variant!r} is not available here; use variant=video (the default) or "
+            "variant=thumbnail",
+        )
     run = await find_run(state, runId, key, model or modelSlug)
-    link = output_link(base_url(request, state), state, run)
-    if link is None:
+    if run.output_deleted_at is not None:
+        raise ApiError(410, gone_message(state, run.id, run.output_deleted_at))
+    links = output_links(base_url(request, state), state, run)
+    if links is None:
         raise ApiError(404, f"run {run.id!r} has no video yet (status {run.status.value})")
-    return RedirectResponse(link.url, status_code=302)
+    if chosen == "video":
+        return RedirectResponse(links.video.url, status_code=302)
+    if links.thumbnail is None:
+        raise ApiError(
+            404,
+            f"run {run.id!r} has no thumbnail (its poster frame could not be made); "
+            "variant=video serves the video itself",
+        )
+    return RedirectResponse(links.thumbnail.url, status_code=302)
+
+
+def gone_message(state: AppState, run_id: str, deleted_at: float) -> str:
+    days = state.settings.retention.videos_days
+    policy = f"keeps videos {days} days after a run completes" if days else "deletes old videos"
+    return (
+        f"run {run_id!r} completed, but its video and thumbnail were deleted on "
+        f"{iso(deleted_at)}: this server's retention policy ([retention] videos_days) "
+        f"{policy}. Download videos before then; submit the request again for a new one"
+    )
 
 
 @router.get(

@@ -88,6 +88,15 @@ class _StatusData(_Wire):
     completedAt: str | None = Field(None, description="extension: ISO 8601")
     providerStatus: str | None = Field(None, description="extension: raw upstream status")
     expiresAt: str | None = Field(None, description="extension: when output.video.url expires")
+    videoDeleted: bool | None = Field(
+        None,
+        description="extension: true once the server's retention policy has deleted a "
+        "COMPLETED run's video (and thumbnail); output is then left out",
+    )
+    videoDeletedAt: str | None = Field(None, description="extension: ISO 8601, with videoDeleted")
+    videoDeletedReason: str | None = Field(
+        None, description="extension: with videoDeleted, what happened and what to do"
+    )
 
 
 class LegacyStatusData(_StatusData):
@@ -114,6 +123,18 @@ class UnifiedVideoStatusResponse(_Wire):
     completedAt: str | None
     isNSFWError: bool | None = Field(None, description="On failed: a content-policy failure")
     userFriendlyError: str | None = Field(None, description="On failed, when there is one")
+    thumbnailUrl: str | None = Field(
+        None,
+        description="extension: on completed, the signed URL of the video's poster frame "
+        "(a JPEG; it expires with videoUrl); left out when the run has none",
+    )
+    videoDeleted: bool | None = Field(
+        None, description="extension: as data.videoDeleted (videoUrl is then null)"
+    )
+    videoDeletedAt: str | None = Field(None, description="extension: as data.videoDeletedAt")
+    videoDeletedReason: str | None = Field(
+        None, description="extension: as data.videoDeletedReason"
+    )
     data: UnifiedStatusData
 
 
@@ -193,6 +214,7 @@ def error_responses(*codes: int, submit: bool = False) -> dict[int | str, dict[s
         404: "Run not found (or it belongs to another key)",
         402: "INSUFFICIENT_BALANCE: the run would exceed the key's daily budget",
         409: "Idempotency-Key reused with a different body",
+        410: "The run's video was deleted by the server's retention policy",
         429: "Too many submits, or too many runs in flight; see Retry-After",
         503: (
             "The database is unavailable for now (see Retry-After); on /healthz also: "

@@ -192,21 +192,31 @@ class StoreBase:
             return None
         return select(func.coalesce(func.max(_other.c.rev), 0) + 1).scalar_subquery()
 
-    def _change_one(self, tx: Tx, statement: Executable, now: float) -> Row[Any] | None:
+    def _change_one(
+        self, tx: Tx, statement: Executable, now: float, *, webhook: bool = True
+    ) -> Row[Any] | None:
         """Run an UPDATE of one run that returns :data:`CHANGE_COLUMNS`; record the change
         if it applied. Returns the row, or None if no run matched."""
         row = tx.conn.execute(statement).first()
         if row is not None:
-            self._changed(tx, row, now)
+            self._changed(tx, row, now, webhook=webhook)
         return row
 
     def _changed(
-        self, tx: Tx, row: Row[Any], now: float, snapshot: RunRecord | None = None
+        self,
+        tx: Tx,
+        row: Row[Any],
+        now: float,
+        snapshot: RunRecord | None = None,
+        *,
+        webhook: bool = True,
     ) -> None:
         """Record a change of a run that ``row`` (:data:`CHANGE_COLUMNS`) describes
-        (``snapshot``: the run as a record, if the caller made one already)."""
+        (``snapshot``: the run as a record, if the caller made one already). ``webhook``
+        False: a change no webhook event tells (the run's status stays as it was)."""
         status = Status(row.status)
-        delivery = self._queue_webhook(tx.conn, row, status, now) if row.webhook_url else None
+        wanted = webhook and row.webhook_url
+        delivery = self._queue_webhook(tx.conn, row, status, now) if wanted else None
         if snapshot is None:
             snapshot = RunRecord.from_row({**row._mapping, "request": {}})
         change = RunChange(

@@ -46,6 +46,9 @@ class RunRecord:
     webhook_url: str | None = None
     webhook_events: str | None = None
     video_s: float | None = None
+    thumbnail_key: str | None = None
+    output_deleted_at: float | None = None
+    """When retention deleted the video (and its thumbnail); None while it is kept."""
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
@@ -82,6 +85,8 @@ class StatusRow(NamedTuple):
     started_at: float | None
     completed_at: float | None
     seq: int
+    thumbnail_key: str | None
+    output_deleted_at: float | None
 
 
 RunView = RunRecord | StatusRow

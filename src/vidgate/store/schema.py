@@ -79,6 +79,8 @@ runs = Table(
     Column("webhook_url", String(2000)),
     Column("webhook_events", String(200)),
     Column("video_s", Float),
+    Column("thumbnail_key", String(500)),
+    Column("output_deleted_at", Float),
     UniqueConstraint("api_key_id", "idempotency_key", name="uq_runs_key_idempotency"),
 )
 
@@ -96,6 +98,7 @@ Index(
     runs.c.available_at,
 )
 Index("ix_runs_rev", runs.c.rev)
+Index("ix_runs_completed", runs.c.completed_at)
 
 webhook_deliveries = Table(
     "webhook_deliveries",

@@ -12,7 +12,8 @@ readers go on meanwhile. On PostgreSQL the claim query uses ``FOR UPDATE SKIP LO
 The verbs live by story: :mod:`~vidgate.store.keys`, :mod:`~vidgate.store.runs`,
 :mod:`~vidgate.store.claims` (local workers), :mod:`~vidgate.store.remote` (the poller),
 :mod:`~vidgate.store.webhooks` (the delivery outbox), :mod:`~vidgate.store.dashboard` (the
-operators' reads) and :mod:`~vidgate.store.secrets` (secrets the processes share).
+operators' reads), :mod:`~vidgate.store.secrets` (secrets the processes share) and
+:mod:`~vidgate.store.retention`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from vidgate.store.limits import LimitVerbs
 from vidgate.store.migrate import upgrade
 from vidgate.store.polls import PollVerbs
 from vidgate.store.remote import RemoteVerbs
+from vidgate.store.retention import RetentionVerbs
 from vidgate.store.runs import RunVerbs
 from vidgate.store.secrets import SecretVerbs
 from vidgate.store.webhooks import WebhookVerbs
@@ -133,6 +135,7 @@ class SQLStore(
     BudgetVerbs,
     DashboardVerbs,
     SecretVerbs,
+    RetentionVerbs,
 ):
     """Runs, API keys and webhook deliveries in a SQL database."""
 

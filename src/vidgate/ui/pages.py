@@ -15,7 +15,7 @@ from vidgate.runs.status import Status
 from vidgate.server.common import base_url, state_of
 from vidgate.store.dashboard import RunFilter
 from vidgate.store.errors import KeyNotFound, NotFound
-from vidgate.store.records import KeyRecord, RunRecord
+from vidgate.store.records import KeyRecord
 from vidgate.ui.render import message_page, origin_of, page
 from vidgate.ui.signin import Admin
 
@@ -101,15 +101,6 @@ def _url(filters: dict[str, str], before: str | None) -> str:
     return "/ui" + (f"?{urlencode(query)}" if query else "")
 
 
-def poster_url(run: RunRecord) -> str | None:
-    """The run's poster frame, for ``<video poster>``.
-
-    THUMBNAILS PLUG IN HERE: once finished videos have a poster frame (served by
-    ``/api/generate-video/content?variant=thumbnail``), return its signed URL. Until then
-    runs have none, and the video shows its first frame when loaded."""
-    return None
-
-
 @router.get("/ui/runs/{run_id}")
 async def run_page(request: Request, admin: Admin, run_id: str) -> Response:
     state = state_of(request)
@@ -118,11 +109,12 @@ async def run_page(request: Request, admin: Admin, run_id: str) -> Response:
     except NotFound:
         message = f"there is no run {run_id!r}; it may have been deleted by the retention policy"
         return message_page(request, state, 404, "No such run", message, back_label="All runs")
-    link = views.output_link(
+    links = views.output_links(
         state.storage, run, base_url(request, state), state.settings.storage.url_ttl_s
     )
+    link = links.video if links is not None else None
     video_url = link.url if link is not None else None
-    poster = poster_url(run)
+    poster = links.thumbnail.url if links is not None and links.thumbnail is not None else None
     media = [o for o in (origin_of(video_url or ""), origin_of(poster or "")) if o is not None]
     try:
         key_name = (await state.store.get_key(run.api_key_id)).name

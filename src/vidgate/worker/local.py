@@ -39,6 +39,7 @@ from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import RemoteRun, RunRecord
 from vidgate.store.sql import SQLStore
 from vidgate.worker.outage import despite_outage
+from vidgate.worker.thumbnails import store_thumbnail
 from vidgate.worker.wakeup import sleep_until
 
 log = logging.getLogger("vidgate.worker")
@@ -253,7 +254,14 @@ class LocalWorker:
         (cancelled, or taken over), delete the video again. Abandoned while the database
         is away (a stop), the video is left where it is: a commit whose answer was lost
         may point the run at it."""
-        stored = await self.storage.put_file(key, output.path, output.content_type)
+        # The poster is made from the render before the render moves into storage.
+        thumb = await store_thumbnail(self.storage, output.path, key, run.id)
+        try:
+            stored = await self.storage.put_file(key, output.path, output.content_type)
+        except Exception:
+            if thumb is not None:
+                await self.storage.delete(thumb)
+            raise
         spec = self.catalog.models.get(run.model)
         settled: dict[str, float] = {}
         if output.duration_s is not None and spec is not None:  # the final cost, as made
@@ -268,12 +276,15 @@ class LocalWorker:
                 output_key=stored.key,
                 output_content_type=stored.content_type,
                 output_size=stored.size,
+                thumbnail_key=thumb,
             )
         except asyncio.CancelledError:
             event(log, "run.output_unrecorded", logging.WARNING, run_id=run.id, key=stored.key)
             raise
         if done is None and (await self._current(run)).output_key != key:
             await self.storage.delete(key)  # never a video the run points at
+            if thumb is not None:
+                await self.storage.delete(thumb)
 
     async def _report_progress(self, run_id: str, percent: float) -> None:
         if self.store.writes_failing:

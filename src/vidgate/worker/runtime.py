@@ -1,5 +1,6 @@
-"""Everything a worker process runs: the local renderer loop, the remote poller and the
-webhook sender, woken by run events instead of waiting for their next look."""
+"""Everything a worker process runs: the local renderer loop, the remote poller, the
+webhook sender (woken by run events instead of waiting for their next look) and, when
+``[retention]`` is set, the retention sweep."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from vidgate.worker.local import LocalWorker, new_owner_id
 from vidgate.worker.metered import metered
 from vidgate.worker.provider_http import provider_client
 from vidgate.worker.remote import RemotePoller
+from vidgate.worker.retention import RetentionSweeper
 from vidgate.worker.webhooks import WebhookSender
 
 
@@ -80,5 +82,10 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
                 parts.create_task(local.run(stop))
                 parts.create_task(poller.run(stop))
                 parts.create_task(sender.run(stop))
+                if settings.retention.enabled:
+                    sweeper = RetentionSweeper(
+                        store, services.storage, settings.retention, metrics=services.metrics
+                    )
+                    parts.create_task(sweeper.run(stop))
         finally:
             store.events.remove_listener(on_change)

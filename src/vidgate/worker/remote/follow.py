@@ -32,6 +32,7 @@ from vidgate.worker.remote.outcomes import (
     job_of,
     log,
 )
+from vidgate.worker.thumbnails import spool, store_thumbnail, tee
 
 
 class Follows(Outcomes):
@@ -137,9 +138,10 @@ class Follows(Outcomes):
             return
         key = f"{run.id}/{attempt_name(run)}.mp4"  # never another operation's file
         try:
-            stored = await self.storage.put_stream(
-                key, backend.open_output(job, update.output_urls[0]), "video/mp4"
-            )
+            with spool() as copy:  # a copy on the way, for the poster
+                chunks = tee(backend.open_output(job, update.output_urls[0]), copy)
+                stored = await self.storage.put_stream(key, chunks, "video/mp4")
+                thumb = await store_thumbnail(self.storage, copy, key, run.id)
         except (ProviderUnavailable, GenerationFailed, StorageError, OSError) as exc:
             failed = failures(run, "copy_failures") + 1
             if failed >= self.copy_attempts:
@@ -173,6 +175,7 @@ class Follows(Outcomes):
                 output_key=stored.key,
                 output_content_type=stored.content_type,
                 output_size=stored.size,
+                thumbnail_key=thumb,
                 **common,
             ),
             run_id=run.id,
@@ -181,6 +184,8 @@ class Follows(Outcomes):
             current = await despite_outage(lambda: self.store.get(run.id), run_id=run.id)
             if current.output_key != key:  # never a video the run points at
                 await self.storage.delete(key)
+                if thumb is not None:
+                    await self.storage.delete(thumb)
             return
         event(
             log,
