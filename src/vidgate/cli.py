@@ -13,8 +13,10 @@ from vidgate.cli_common import (
     ConfigFile,
     DataDir,
     MaxInFlight,
+    Providers,
     _open_store,
     _settings,
+    provider_list,
 )
 from vidgate.cli_usage import describe_limits
 from vidgate.cli_usage import register as _register_account_commands
@@ -179,6 +181,7 @@ def keys_create(
     ] = None,
     budget_usd_per_day: Budget = None,
     max_in_flight: MaxInFlight = None,
+    providers: Providers = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -187,6 +190,7 @@ def keys_create(
 
     settings = _settings(data_dir, config)
     url = _webhook_url(webhook_url, settings) if webhook_url is not None else None
+    allowed = provider_list(providers, settings) if providers is not None else None
 
     async def main() -> str:
         store = await _open_store(settings)
@@ -196,6 +200,7 @@ def keys_create(
                 webhook_url=url,
                 budget_usd_per_day=budget_usd_per_day,
                 max_in_flight=max_in_flight,
+                providers=allowed,
             )
             return secret
         finally:

@@ -53,7 +53,7 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
         (
             '[models.m]\nbackend = "fall"\nprovider = "fal"\n[providers.fal]\nbase_url = "http://f"\n',
             "models.m.backend: unknown backend 'fall' (did you mean 'fal'?); known backends: "
-            "fal, nanogpt, openai, replicate, runway, testcard",
+            "fal, nanogpt, openai, openrouter, replicate, runway, testcard",
         ),
         ('[models.m]\nbackend = "fall"\nenabled = false\n', "unknown backend 'fall'"),
         (

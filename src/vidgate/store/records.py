@@ -46,6 +46,10 @@ class RunRecord:
     webhook_url: str | None = None
     webhook_events: str | None = None
     video_s: float | None = None
+    provider: str | None = None
+    """The route (``[providers.X]`` section) the run was last submitted to."""
+    routes: str | None = None
+    """The providers the run may use, in order, comma-separated; None: the model's routes."""
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
@@ -82,6 +86,7 @@ class StatusRow(NamedTuple):
     started_at: float | None
     completed_at: float | None
     seq: int
+    provider: str | None
 
 
 RunView = RunRecord | StatusRow
@@ -103,6 +108,8 @@ class RemoteRun:
     progress: float | None
     deadline_at: float | None
     submit_started_at: float | None
+    provider: str | None = None
+    routes: str | None = None
     request: dict[str, Any] | None = None
 
     @classmethod
@@ -131,6 +138,12 @@ class KeyRecord:
     webhook_secret_rotated_at: float | None = None
     budget_usd_per_day: float | None = None
     max_in_flight: int | None = None
+    providers: str | None = None
+    """The providers this key's runs may use, comma-separated; None: any."""
+
+    @property
+    def provider_list(self) -> list[str] | None:
+        return None if self.providers is None else self.providers.split(",")
 
     @property
     def limited(self) -> bool:
@@ -197,6 +210,8 @@ class NewRun:
     webhook_events: str | None = None
     video_s: float | None = None
     """The seconds of video asked for (the model's default when the request names none)."""
+    routes: str | None = None
+    """The providers the run may use, in order (see :func:`vidgate.runs.routing.encode_routes`)."""
     created_at: float | None = None
     """When the submit was accepted (its id is made from the same clock reading, so runs
     sort the same by either); the store's clock when None."""

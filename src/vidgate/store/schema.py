@@ -38,6 +38,7 @@ api_keys = Table(
     Column("webhook_secret_rotated_at", Float),
     Column("budget_usd_per_day", Float),
     Column("max_in_flight", Integer),
+    Column("providers", String(500)),
 )
 
 runs = Table(
@@ -78,6 +79,8 @@ runs = Table(
     Column("webhook_url", String(2000)),
     Column("webhook_events", String(200)),
     Column("video_s", Float),
+    Column("provider", String(100)),
+    Column("routes", String(500)),
     UniqueConstraint("api_key_id", "idempotency_key", name="uq_runs_key_idempotency"),
 )
 
@@ -95,6 +98,7 @@ Index(
     runs.c.available_at,
 )
 Index("ix_runs_rev", runs.c.rev)
+Index("ix_runs_provider_status", runs.c.provider, runs.c.status)
 
 webhook_deliveries = Table(
     "webhook_deliveries",
