@@ -15,8 +15,8 @@ OpenAPI file's ``/videos`` paths):
   ``completed`` with ``unsigned_urls`` (the content proxy) and, when ``signed_urls`` is set,
   ``urls`` (a signed link that needs no key), and ``usage: {cost, is_byok}``; or ``failed``
   with ``error`` a string (a prompt holding ``forbidden``: a content-policy message;
-  ``explode``: a provider error); ``expired`` for a prompt holding ``expire``; ``cancelled``
-  for one holding ``cancel``.
+  ``explode``: a provider error); ``expired`` for a prompt holding ``job-expires``;
+  ``cancelled`` for one holding ``job-cancelled``.
 * ``GET /api/v1/videos/{id}/content?index=N`` streams the MP4 (the key is required); the
   signed link ``/signed/{id}?sig=...`` serves it without one.
 
@@ -106,8 +106,8 @@ def _outcome(prompt: str) -> str:
     for word, outcome in (
         ("forbidden", "nsfw"),
         ("explode", "error"),
-        ("expire", "expired"),
-        ("cancel", "cancelled"),
+        ("job-expires", "expired"),
+        ("job-cancelled", "cancelled"),
     ):
         if word in prompt:
             return outcome

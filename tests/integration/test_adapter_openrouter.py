@@ -109,7 +109,7 @@ async def test_success_maps_the_body_polls_to_completed_and_records_the_cost(
     [
         ("explode please", "failed", False, None),
         ("something forbidden", "failed", True, NSFW_FRIENDLY),
-        ("let it expire", "expired", False, EXPIRED_FRIENDLY),
+        ("the job-expires", "expired", False, EXPIRED_FRIENDLY),
     ],
     ids=["failure", "content-policy", "expired"],
 )
@@ -131,7 +131,7 @@ async def test_failures_are_failed_with_the_provider_detail(
 async def test_a_job_cancelled_at_openrouter_is_cancelled(
     backend: openrouter.OpenRouterBackend, state: OpenRouterState
 ) -> None:
-    job = await backend.submit(request("cancel it"), MODEL, {})
+    job = await backend.submit(request("the job-cancelled"), MODEL, {})
     final = (await poll_until_terminal(backend, job))[-1]
     assert final.status is Status.CANCELLED and final.provider_status == "cancelled"
     polls = state.counters["status"]
