@@ -83,6 +83,9 @@ class Stack:
 
     async def run(self, prompt: str = "a fox", *, model: str = "wan", **body: Any) -> RunRecord:
         """Submit one run (as the API would) and wait for its end."""
+        return await self.finished(await self.submit(prompt, model=model, **body))
+
+    async def submit(self, prompt: str = "a fox", *, model: str = "wan", **body: Any) -> str:
         new = prepare_run(
             {"model": model, "prompt": prompt, **body},
             api_key_id="k",
@@ -92,15 +95,22 @@ class Stack:
             now=time.time(),
         )
         run, _ = await self.store.submit(new, idempotency_ttl_s=60)
+        return run.id
+
+    async def finished(self, run_id: str) -> RunRecord:
         deadline = time.monotonic() + 10
-        while not (current := await self.store.get(run.id)).status.is_terminal:
+        while not (current := await self.store.get(run_id)).status.is_terminal:
             assert time.monotonic() < deadline, current
             await asyncio.sleep(0.02)
         return current
 
 
 def spec(
-    *, failures: int = 5, cooldown_s: float = 30.0, fallback_on_content_policy: bool = False
+    *,
+    failures: int = 5,
+    cooldown_s: float = 30.0,
+    fallback_on_content_policy: bool = False,
+    max_in_flight: int | None = None,
 ) -> ModelSpec:
     routes = (
         Route(
@@ -108,6 +118,7 @@ def spec(
             "fal",
             FAL_MODEL,
             Pricing(per_video_usd=0.4),
+            max_in_flight=max_in_flight,
             breaker_failures=failures,
             breaker_cooldown_s=cooldown_s,
         ),
@@ -143,9 +154,14 @@ def provider(name: str, module: Any, state: Any, http: httpx.AsyncClient) -> Ite
 
 @contextlib.asynccontextmanager
 async def routing(
-    tmp_path: Path, http: httpx.AsyncClient, model: ModelSpec, *, fal_url: str | None = None
+    tmp_path: Path,
+    http: httpx.AsyncClient,
+    model: ModelSpec,
+    *,
+    fal_url: str | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[Stack]:
-    store = await SQLStore.open(f"sqlite:///{tmp_path / 'store.db'}")
+    store = await SQLStore.open(database_url or f"sqlite:///{tmp_path / 'store.db'}")
     fal_state = fal.FalState(queue_s=0.03, run_s=0.03)
     replicate_state = replicate.ReplicateState(queue_s=0.03, run_s=0.03)
     with (
@@ -262,6 +278,23 @@ async def test_a_content_policy_refusal_fails_over_only_where_the_model_allows(
         stack.fal.state.faults.push("submit", refusal)
         allowed = await stack.run()
     assert allowed.status is Status.COMPLETED and allowed.provider == "replicate"
+
+
+async def test_a_route_over_its_limit_passes_runs_to_the_next(
+    tmp_path: Path, http: httpx.AsyncClient, database_url: str
+) -> None:
+    async with routing(tmp_path, http, spec(max_in_flight=1), database_url=database_url) as stack:
+        stack.fal.state.run_s = 0.6
+        first = await stack.submit("first")
+        while (await stack.store.get(first)).provider_request_id is None:
+            await asyncio.sleep(0.01)
+        second = await stack.submit("second")  # fal has one in flight: its limit
+        runs = [await stack.finished(first), await stack.finished(second)]
+        third = await stack.run("third")  # room again
+    assert [r.provider for r in runs] == ["fal", "replicate"]
+    assert all(r.status is Status.COMPLETED for r in runs)
+    assert third.provider == "fal" and stack.fal.counted.posts == 2
+    assert 'reason="over_limit"} 1.0' in stack.metrics.render().decode()
 
 
 async def test_a_failing_route_is_skipped_for_its_cool_down_then_probed(
