@@ -259,7 +259,7 @@ def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
     for key in asyncio.run(main()):
         state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "active"
-        limits = f"\t{describe_limits(key)}" if key.limited else ""
+        limits = f"\t{describe_limits(key)}" if key.limited or key.providers else ""
         typer.echo(f"{key.name}\t{key.prefix}…\tcreated {iso(key.created_at)}\t{state}{limits}")
 
 

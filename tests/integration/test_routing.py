@@ -399,3 +399,32 @@ def test_preferences_and_key_restrictions_at_submit() -> None:
     with pytest.raises(InvalidRequest, match="allow_provider_preferences = false"):
         _prepare(forbidding, {"provider": {"only": ["fal"]}})
     assert _prepare(forbidding, {}).routes is None
+
+
+def test_key_provider_commands_check_the_names(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vidgate.cli import app
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[providers.fal]\nbase_url = "http://f"\n[providers.replicate]\nbase_url = "http://r"\n'
+    )
+    options = ["--data-dir", str(tmp_path / "data"), "--config", str(config)]
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(app, [*args, *options], env={"VIDGATE_DATABASE_URL": ""})
+
+    unknown = cli("keys", "create", "k", "--providers", "fal,runway")
+    assert unknown.exit_code == 2
+    assert "unknown provider(s) runway; the configured providers are fal, replicate" in (
+        unknown.stderr
+    )
+    assert cli("keys", "create", "k", "--providers", "replicate, fal").exit_code == 0
+    assert "providers replicate,fal" in cli("keys", "list").stdout
+    both = cli("keys", "update", "k", "--providers", "fal", "--any-provider")
+    assert both.exit_code == 2 and "not both" in both.stderr
+    narrowed = cli("keys", "update", "k", "--providers", "fal")
+    assert narrowed.exit_code == 0 and "providers fal" in narrowed.stdout
+    assert "any provider" in cli("keys", "update", "k", "--any-provider").stdout
