@@ -160,6 +160,7 @@ async def routing(
     *,
     fal_url: str | None = None,
     database_url: str | None = None,
+    retry_ambiguous: tuple[str, ...] = (),
 ) -> AsyncIterator[Stack]:
     store = await SQLStore.open(database_url or f"sqlite:///{tmp_path / 'store.db'}")
     fal_state = fal.FalState(queue_s=0.03, run_s=0.03)
@@ -184,6 +185,7 @@ async def routing(
             WorkerSettings(idle_poll_s=0.02, lease_s=5),
             "p1",
             submit_backoff_s=0.02,
+            retry_ambiguous=retry_ambiguous,
             breakers=breakers,
             metrics=metrics,
         )
@@ -260,6 +262,19 @@ async def test_a_lost_answer_from_the_first_route_fails_the_run_and_never_pays_t
     assert (stack.fal.counted.posts, stack.fal.state.submits) == (1, 1)  # a job was made
     assert stack.replicate.counted.posts == 0
     assert run.provider == "fal" and run.cost == 0  # failed runs cost nothing
+
+
+async def test_after_a_lost_answer_sent_again_the_run_stays_on_that_route(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    """Where sending again is allowed (here by opting in), it goes to the same route only,
+    even when that route then refuses: the job may exist there."""
+    async with routing(tmp_path, http, spec(), retry_ambiguous=("fal",)) as stack:
+        stack.fal.state.faults.push("submit", Fault(status=502))  # unclear: a job may exist
+        stack.fal.state.faults.push("submit", Fault(status=429))  # then a clear refusal
+        run = await stack.run()
+    assert run.status is Status.COMPLETED and run.provider == "fal"
+    assert stack.fal.counted.posts == 3 and stack.replicate.counted.posts == 0
 
 
 async def test_a_content_policy_refusal_fails_over_only_where_the_model_allows(

@@ -52,7 +52,7 @@ class Routing(Submits):
                     "sent to another provider",
                 )
                 return
-            routes = [route]
+            routes, pinned = [route], route.provider
             if run.submit_started_at is not None:
                 if not self._resubmit_safe(spec.on_route(route), backend):
                     await self._fail(
@@ -80,16 +80,22 @@ class Routing(Submits):
         if current is not None:
             self._submitting.add(current)
         try:
-            await self._submit_routes(run, spec, routes, attempts)
+            await self._submit_routes(run, spec, routes, attempts, pinned)
         finally:
             if current is not None:
                 self._submitting.discard(current)
 
     async def _submit_routes(
-        self, run: RemoteRun, spec: ModelSpec, routes: list[Route], attempts: int
+        self,
+        run: RemoteRun,
+        spec: ModelSpec,
+        routes: list[Route],
+        attempts: int,
+        pinned: str | None,
     ) -> None:
         """Try the routes in order; the next only after a clear refusal (nothing created),
-        or when a route is skipped (its circuit is open, it is over its limit)."""
+        or when a route is skipped (its circuit is open, it is over its limit). ``pinned``:
+        the one route a job may already exist at, which every later submit stays on."""
         passed: list[str] = []
         refusal: BackendError | None = None
         wait_s: float | None = None
@@ -102,7 +108,8 @@ class Routing(Submits):
                 wait_s = wait if wait_s is None else min(wait_s, wait)
                 continue
             assert backend is not None
-            refusal = await self._submit_once(run, spec.on_route(route), route, backend, attempts)
+            routed = spec.on_route(route)
+            refusal = await self._submit_once(run, routed, route, backend, attempts, pinned)
             if refusal is None:
                 return  # accepted, failed or rescheduled
             passed.append(f"{route.provider}: {refusal}")
@@ -131,7 +138,11 @@ class Routing(Submits):
         else:
             assert isinstance(refusal, ProviderUnavailable)
             await self._submit_again(
-                run, refusal, attempts + 1, summary=summary if len(passed) > 1 else None
+                run,
+                refusal,
+                attempts + 1,
+                summary=summary if len(passed) > 1 else None,
+                pinned=pinned,
             )
 
     async def _skip(

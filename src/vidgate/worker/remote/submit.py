@@ -84,12 +84,14 @@ class Submits(Outcomes):
         route: Route,
         backend: RemoteBackend,
         attempts: int,
+        pinned: str | None = None,
     ) -> BackendError | None:
         """Submit to one route. Returns the refusal when the provider clearly created
         nothing (the next route may be tried); None when the run's course is settled."""
-        counted: dict[str, Any] = (
-            {"provider_state": {"submit_failures": attempts}} if attempts else {}
-        )
+        state: dict[str, Any] = {"submit_failures": attempts} if attempts else {}
+        if pinned is not None:
+            state["pinned"] = pinned
+        counted: dict[str, Any] = {"provider_state": state} if state else {}
         request = run.generation_request
         marked = await self.store.remote_update(
             run.id,
