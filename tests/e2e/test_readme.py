@@ -4,6 +4,7 @@ swapped for an emulator's) end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ from tests.api_helpers import submit_ok, wait_terminal
 from tests.emulators.harness import Fault
 from tests.providers import all_cases, emulators_running, provider_env
 from tests.servers import TEST_CONFIG, LiveServer, free_port, run_cli, spawn
+from vidgate.store.sql import SQLStore
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -142,6 +144,17 @@ ROUTING = "# Routing:"
 """The first line of the README's routing example (a model with three routes)."""
 
 
+async def narrow_key(database: Path) -> str:
+    """A key restricted to fal and OpenRouter, made in this process (the ``keys create
+    --providers`` command is tested in tests/integration/test_routing.py)."""
+    store = await SQLStore.open(f"sqlite:///{database.resolve()}")
+    try:
+        _, secret = await store.create_key("narrow", providers="fal,openrouter")
+    finally:
+        await store.close()
+    return secret
+
+
 def test_readme_routing_example_fails_over_and_takes_preferences(tmp_path: Path) -> None:
     """The example as written, each provider's base_url swapped for its emulator (and its
     polls made quick), with a key restricted to fal and OpenRouter: a refusal by fal hands
@@ -151,6 +164,8 @@ def test_readme_routing_example_fails_over_and_takes_preferences(tmp_path: Path)
     cases = [c for c in all_cases() if c.name in ("fal", "replicate", "openrouter")]
     with emulators_running(cases) as running:
         by_name = {c.name: c for c in running}
+        for case in running:
+            case.state.queue_s, case.state.run_s = 0.05, 0.05
 
         def local(match: re.Match[str]) -> str:
             return (
@@ -160,11 +175,7 @@ def test_readme_routing_example_fails_over_and_takes_preferences(tmp_path: Path)
 
         text = re.sub(r'\[providers\.(\w+)\]\nbase_url = "[^"]+"', local, block)
         server = LiveServer(tmp_path / "data", text, env=provider_env(running))
-        server.api_key = run_cli(
-            ["keys", "create", "narrow", "--providers", "fal,openrouter"],
-            data_dir=server.data_dir,
-            config=server.config,
-        ).stdout.splitlines()[-1]
+        server.api_key = asyncio.run(narrow_key(server.data_dir / "vidgate.db"))
         server.start()
         try:
             catalog = httpx.get(f"{server.base_url}/api/v1/video-models").json()["data"]

@@ -60,8 +60,11 @@ def request(prompt: str = "a red fox running through snow", **kw: object) -> Gen
     return GenerationRequest(model="veo-3.1", prompt=prompt, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("signed", [False, True], ids=["unsigned-url", "signed-url"])
-@pytest.mark.parametrize("absolute", [False, True], ids=["relative-polling", "absolute-polling"])
+@pytest.mark.parametrize(
+    ("absolute", "signed"),
+    [(False, False), (True, True)],
+    ids=["relative-polling-unsigned-url", "absolute-polling-signed-url"],
+)
 async def test_success_maps_the_body_polls_to_completed_and_records_the_cost(
     backend: openrouter.OpenRouterBackend, state: OpenRouterState, signed: bool, absolute: bool
 ) -> None:
