@@ -147,3 +147,4 @@ class AdapterContract:
     submit_without_id: dict[str, Any]  # a 2xx submit answer that lacks the job's id
     key_leaks: tuple[KeyLeak, ...]
     refused_key_polls: tuple[KeyPoll, ...]
+    base_path: str = ""  # what follows the emulator's origin in the provider's base_url

@@ -1,4 +1,4 @@
-"""The six provider emulators behind one description, and a vidgate config routing to them."""
+"""The seven provider emulators behind one description, and a vidgate config routing to them."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.adapter_helpers import AdapterContract, KeyLeak, KeyPoll, refused, single_key_leaks
-from tests.emulators import fal, nanogpt, openai, replicate, runway, veo
+from tests.emulators import fal, nanogpt, openai, openrouter, replicate, runway, veo
 from tests.emulators.harness import Fault, LoopbackServer
 from vidgate.backends import fal as fal_adapter
 from vidgate.backends import nanogpt as nanogpt_adapter
 from vidgate.backends import openai as openai_adapter
+from vidgate.backends import openrouter as openrouter_adapter
 from vidgate.backends import replicate as replicate_adapter
 from vidgate.backends import runway as runway_adapter
 from vidgate.backends import veo as veo_adapter
@@ -41,7 +42,7 @@ class ProviderCase:
     @property
     def base_url(self) -> str:
         assert self.server is not None
-        return self.server.base_url
+        return self.server.base_url + self.adapter.base_path
 
     def reset(self) -> None:
         state = self.state
@@ -142,6 +143,26 @@ OPENAI_ADAPTER = AdapterContract(
         refused(401, api_key="wrong-key-987654321"),
         refused(403, fault=Fault(status=403)),
     ),
+)
+
+OPENROUTER_ADAPTER = AdapterContract(
+    build=openrouter_adapter.build,
+    emulator=_dataclass_emulator(openrouter, openrouter.OpenRouterState, queue_s=0.1, run_s=0.15),
+    api_key=openrouter.API_KEY,
+    model="google/veo-3.1",
+    request_model="veo-3.1",
+    prompt="a red fox running through snow",
+    submit_without_id={"status": "pending", "polling_url": "/api/v1/videos/"},
+    key_leaks=single_key_leaks(
+        openrouter.API_KEY,
+        {"error": {"code": 401, "message": f"key {openrouter.API_KEY} is not valid"}},
+        ("submit", "status", "download"),
+    ),
+    refused_key_polls=(
+        refused(401, api_key="sk-or-v1-wrong-987654321"),
+        refused(403, fault=Fault(status=403)),
+    ),
+    base_path="/api",
 )
 
 _NANOGPT_ECHO = {
@@ -339,6 +360,14 @@ def all_cases() -> list[ProviderCase]:
             _class_emulator(nanogpt.NanoGPTEmulator),
             "sk-nano-test-key",
             adapter=NANOGPT_ADAPTER,
+        ),
+        ProviderCase(
+            "openrouter",
+            "google/veo-3.1",
+            "OPENROUTER_API_KEY",
+            _dataclass_emulator(openrouter, openrouter.OpenRouterState),
+            openrouter.API_KEY,
+            adapter=OPENROUTER_ADAPTER,
         ),
     ]
 

@@ -13,8 +13,10 @@ from vidgate.cli_common import (
     ConfigFile,
     DataDir,
     MaxInFlight,
+    Providers,
     _open_store,
     _settings,
+    provider_list,
 )
 from vidgate.cli_usage import describe_limits
 from vidgate.cli_usage import register as _register_account_commands
@@ -183,6 +185,7 @@ def keys_create(
         bool,
         typer.Option("--admin", help="The key may also sign in to the dashboard at /ui"),
     ] = False,
+    providers: Providers = None,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
@@ -191,6 +194,7 @@ def keys_create(
 
     settings = _settings(data_dir, config)
     url = _webhook_url(webhook_url, settings) if webhook_url is not None else None
+    allowed = provider_list(providers, settings) if providers is not None else None
 
     async def main() -> str:
         store = await _open_store(settings)
@@ -201,6 +205,7 @@ def keys_create(
                 budget_usd_per_day=budget_usd_per_day,
                 max_in_flight=max_in_flight,
                 admin=admin,
+                providers=allowed,
             )
             return secret
         finally:
@@ -260,7 +265,7 @@ def keys_list(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
     for key in asyncio.run(main()):
         state = f"revoked {iso(key.revoked_at)}" if key.revoked_at else "active"
-        limits = f"\t{describe_limits(key)}" if key.limited else ""
+        limits = f"\t{describe_limits(key)}" if key.limited or key.providers else ""
         admin = "\tadmin" if key.admin else ""
         typer.echo(
             f"{key.name}\t{key.prefix}…\tcreated {iso(key.created_at)}\t{state}{admin}{limits}"

@@ -30,6 +30,28 @@ MaxInFlight = Annotated[
     typer.Option("--max-in-flight", min=1, help="Refuse submits (429) past this many runs going"),
 ]
 
+Providers = Annotated[
+    str | None,
+    typer.Option(
+        "--providers",
+        help="Only these providers ([providers.X] names, comma-separated) make this key's "
+        "videos; a model's other routes are skipped, and a model with none of them is refused",
+    ),
+]
+
+
+def provider_list(value: str, settings: Settings) -> str:
+    """``--providers`` checked against the configured providers, as stored (``a,b``); an
+    unknown name ends the command with exit 2."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in settings.providers]
+    if not names or unknown:
+        known = ", ".join(sorted(settings.providers)) or "none"
+        what = f"unknown provider(s) {', '.join(unknown)}" if unknown else "no provider named"
+        typer.echo(f"error: --providers: {what}; the configured providers are {known}", err=True)
+        raise typer.Exit(2)
+    return ",".join(dict.fromkeys(names))
+
 
 def _settings(data_dir: Path | None, config: Path | None, **overrides: object) -> Settings:
     try:

@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from vidgate.cli_common import Budget, ConfigFile, DataDir, MaxInFlight, _open_store, _settings
+from vidgate.cli_common import (
+    Budget,
+    ConfigFile,
+    DataDir,
+    MaxInFlight,
+    Providers,
+    _open_store,
+    _settings,
+    provider_list,
+)
 from vidgate.store.records import KeyRecord, UsageRow
 
 
@@ -21,30 +30,39 @@ def keys_update(
     no_max_in_flight: Annotated[
         bool, typer.Option("--no-max-in-flight", help="Remove the in-flight limit")
     ] = False,
+    providers: Providers = None,
+    any_provider: Annotated[
+        bool, typer.Option("--any-provider", help="Remove the key's provider restriction")
+    ] = False,
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
-    """Set or remove an API key's daily budget (USD, UTC day) and in-flight limit."""
+    """Set or remove an API key's daily budget (USD, UTC day), in-flight limit and the
+    providers its runs may use."""
     from vidgate.store.errors import KeyNotFound
 
-    if (budget_usd_per_day is not None and no_budget) or (
-        max_in_flight is not None and no_max_in_flight
+    if (
+        (budget_usd_per_day is not None and no_budget)
+        or (max_in_flight is not None and no_max_in_flight)
+        or (providers is not None and any_provider)
     ):
         typer.echo("error: give a limit or its --no- option, not both", err=True)
         raise typer.Exit(2)
-    limits: dict[str, float | int | None] = {}
+    settings = _settings(data_dir, config)
+    limits: dict[str, float | int | str | None] = {}
     if budget_usd_per_day is not None or no_budget:
         limits["budget_usd_per_day"] = budget_usd_per_day
     if max_in_flight is not None or no_max_in_flight:
         limits["max_in_flight"] = max_in_flight
+    if providers is not None or any_provider:
+        limits["providers"] = provider_list(providers, settings) if providers else None
     if not limits:
         typer.echo(
             "error: nothing to change; give --budget-usd-per-day, --max-in-flight, "
-            "--no-budget or --no-max-in-flight",
+            "--providers, --no-budget, --no-max-in-flight or --any-provider",
             err=True,
         )
         raise typer.Exit(2)
-    settings = _settings(data_dir, config)
 
     async def main() -> KeyRecord:
         store = await _open_store(settings)
@@ -68,6 +86,8 @@ def describe_limits(key: KeyRecord) -> str:
         ("no daily budget" if budget is None else f"daily budget ${budget:g} (UTC day)")
         + ", "
         + ("no in-flight limit" if flight is None else f"at most {flight} runs in flight")
+        + ", "
+        + ("any provider" if key.providers is None else f"providers {key.providers}")
     )
 
 

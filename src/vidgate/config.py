@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -28,13 +28,13 @@ from pydantic import (
 )
 
 from vidgate.config_retention import RetentionSettings
+from vidgate.config_routes import ROUTE_KEYS, HealthFields, PriceFields, RouteConfig, route_problems
 from vidgate.runs.catalog import (
     LOCAL_BACKENDS,
     REMOTE_BACKENDS,
     generic_parameters,
     testcard_parameters,
 )
-from vidgate.runs.pricing import Pricing
 from vidgate.storage.location import S3Location, storage_location
 
 DEFAULT_DATA_DIR = Path(".vidgate")
@@ -222,27 +222,22 @@ class ProviderConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class ModelConfig(_Section):
-    backend: str
+class ModelConfig(PriceFields, HealthFields):
+    backend: str | None = None
+    """The backend of a model with one route; a model with ``routes`` names it per route."""
     provider_model: str | None = None
     provider: str | None = None
     """Which ``[providers.X]`` section a remote backend uses; defaults to ``backend``."""
+    routes: list[RouteConfig] = Field(default_factory=list)
+    """Several providers, tried in order at submit (``[[models."SLUG".routes]]``)."""
+    fallback_on_content_policy: bool = False
+    """Send a run to the next route when a provider refuses its prompt at submit for its
+    content policy (another provider's policy may differ). Off: the run fails."""
+    allow_provider_preferences: bool = True
+    """Whether a request's ``provider`` object may order or restrict the routes."""
     name: str | None = None
     description: str = ""
     enabled: bool = True
-    price_usd: float = Field(0.0, ge=0)
-    """Per video (fixed); the fallback of the tables below."""
-    price_per_second_usd: float = Field(0.0, ge=0)
-    price_by_resolution_usd: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    """Per video by resolution, e.g. ``{"480p" = 0.72, "1080p" = 1.8}``."""
-    price_per_second_by_resolution_usd: dict[str, Annotated[float, Field(ge=0)]] = Field(
-        default_factory=dict
-    )
-    price_by_duration_usd: dict[Annotated[int, Field(ge=1)], Annotated[float, Field(ge=0)]] = Field(
-        default_factory=dict
-    )
-    """Per video by duration tier in seconds, e.g. ``{"5" = 0.5, "10" = 0.9}``: a run pays
-    the smallest tier that holds its duration."""
     deadline_s: float = Field(3600, gt=0)
     """A remote run still unfinished this long after submit is failed with a clear error."""
     text_to_video: bool = True
@@ -251,25 +246,44 @@ class ModelConfig(_Section):
     """Catalog parameter specs; omitted → the backend's defaults."""
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @property
-    def provider_name(self) -> str:
-        """The ``[providers.X]`` section this model uses."""
-        return self.provider or self.backend
+    @model_validator(mode="after")
+    def _one_form(self) -> ModelConfig:
+        """A model has either the keys of one route at its top level, or ``routes``."""
+        if self.routes:
+            mixed = sorted(k for k in self.model_fields_set & ROUTE_KEYS if k != "routes")
+            if mixed:
+                raise ValueError(
+                    f"{', '.join(mixed)} belong in each of [[routes]] when a model lists "
+                    "routes; move them into the routes (or drop routes for a single provider)"
+                )
+        elif self.backend is None:
+            raise ValueError(
+                "a model needs a backend (one provider) or [[routes]] tables (several)"
+            )
+        return self
 
     @property
-    def pricing(self) -> Pricing:
-        return Pricing(
-            per_video_usd=self.price_usd,
-            per_second_usd=self.price_per_second_usd,
-            by_resolution_usd=dict(self.price_by_resolution_usd),
-            per_second_by_resolution_usd=dict(self.price_per_second_by_resolution_usd),
-            by_duration_usd=dict(self.price_by_duration_usd),
-        )
+    def route_configs(self) -> list[RouteConfig]:
+        """The model's routes in order (one for the single-provider form)."""
+        if self.routes:
+            return list(self.routes)
+        keys = ROUTE_KEYS & set(type(self).model_fields)
+        return [RouteConfig.model_validate({k: getattr(self, k) for k in keys})]
+
+    @property
+    def first_route(self) -> RouteConfig:
+        return self.route_configs[0]
+
+    @property
+    def provider_name(self) -> str:
+        """The ``[providers.X]`` section the model's first route uses."""
+        return self.first_route.provider_name
 
     @property
     def resolutions(self) -> list[str]:
         """The resolutions the model offers (empty: not restricted)."""
-        defaults = testcard_parameters() if self.backend in LOCAL_BACKENDS else generic_parameters()
+        local = self.first_route.backend in LOCAL_BACKENDS
+        defaults = testcard_parameters() if local else generic_parameters()
         parameters = self.parameters if self.parameters is not None else defaults
         return [str(o) for o in parameters.get("resolution", {}).get("options", [])]
 
@@ -339,9 +353,14 @@ class Settings(_Section):
                 "taken from working workers; a third of lease_s or less is a good heartbeat"
             )
         for slug, model in self.models.items():
-            _check_backend(slug, model, self.providers)
-            for problem in model.pricing.problems(model.resolutions):
-                raise ValueError(f"models.{slug}: {problem}")
+            routes = model.route_configs
+            for problem in route_problems(slug, routes, LOCAL_BACKENDS):
+                raise ValueError(problem)
+            for n, route in enumerate(routes):
+                where = f"models.{slug}.routes[{n}]" if model.routes else f"models.{slug}"
+                _check_backend(where, route, self.providers)
+                for problem in route.pricing.problems(model.resolutions):
+                    raise ValueError(f"{where}: {problem}")
         return self
 
     @property
@@ -387,19 +406,19 @@ class Settings(_Section):
         return token
 
 
-def _check_backend(slug: str, model: ModelConfig, providers: Mapping[str, object]) -> None:
+def _check_backend(where: str, route: RouteConfig, providers: Mapping[str, object]) -> None:
     known = LOCAL_BACKENDS | REMOTE_BACKENDS
-    if model.backend not in known:
-        close = difflib.get_close_matches(model.backend, sorted(known), n=1)
+    if route.backend not in known:
+        close = difflib.get_close_matches(route.backend, sorted(known), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(
-            f"models.{slug}.backend: unknown backend {model.backend!r}{hint}; known backends: "
+            f"{where}.backend: unknown backend {route.backend!r}{hint}; known backends: "
             + ", ".join(sorted(known))
         )
-    provider = model.provider_name
-    if model.backend in REMOTE_BACKENDS and provider not in providers:
+    provider = route.provider_name
+    if route.backend in REMOTE_BACKENDS and provider not in providers:
         raise ValueError(
-            f"models.{slug}: backend {model.backend!r} needs a [providers.{provider}] section "
+            f"{where}: backend {route.backend!r} needs a [providers.{provider}] section "
             "with its base_url, and there is none (see the README's remote providers)"
         )
 

@@ -115,6 +115,19 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.route_open = Gauge(
+            "vidgate_route_circuit_open",
+            "1 while a model's route is skipped by its circuit breaker (this process's view)",
+            ["model", "provider"],
+            registry=registry,
+        )
+        self.route_failovers = Counter(
+            "vidgate_route_failovers",
+            "Submits sent on to a model's next route, by the route that was passed over and why "
+            "(refused, circuit_open, over_limit, content_policy)",
+            ["model", "provider", "reason"],
+            registry=registry,
+        )
         self.storage_bytes = Counter(
             "vidgate_storage_bytes_written",
             "Bytes of finished videos written to storage",
@@ -150,6 +163,12 @@ class Metrics:
                 )
             if status is Status.COMPLETED and run.output_size:
                 self.storage_bytes.labels(run.backend).inc(run.output_size)
+
+    def route_state(self, model: str, provider: str, *, open_: bool) -> None:
+        self.route_open.labels(model, provider).set(1 if open_ else 0)
+
+    def failover(self, model: str, provider: str, reason: str) -> None:
+        self.route_failovers.labels(model, provider, reason).inc()
 
     def refused(self, reason: str) -> None:
         self.submits_refused.labels(reason).inc()

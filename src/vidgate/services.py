@@ -17,6 +17,7 @@ from vidgate.storage.base import Storage
 from vidgate.storage.local import LocalStorage, load_or_create_secret
 from vidgate.storage.location import S3Location
 from vidgate.store.sql import SQLStore
+from vidgate.worker.remote.breaker import RouteBreakers
 
 
 @dataclass(frozen=True)
@@ -29,27 +30,35 @@ class Services:
     catalog: Catalog
     metrics: Metrics = field(default_factory=Metrics)
     """What the process counts (see :mod:`vidgate.metrics`)."""
+    breakers: RouteBreakers | None = None
+    """The circuits of the routes this process's worker submits to (its own: see
+    :mod:`vidgate.worker.remote.breaker`); None: the worker makes its own."""
 
 
 def build_catalog(settings: Settings) -> Catalog:
     models = {}
     for slug, config in settings.enabled_models().items():
+        routes = tuple(route.route() for route in config.route_configs)
+        first = routes[0]
         default_params = (
-            testcard_parameters() if config.backend in LOCAL_BACKENDS else generic_parameters()
+            testcard_parameters() if first.backend in LOCAL_BACKENDS else generic_parameters()
         )
         models[slug] = ModelSpec(
             slug=slug,
-            backend=config.backend,
+            backend=first.backend,
             name=config.name or slug,
             description=config.description,
-            provider=config.provider_name,
-            provider_model=config.provider_model,
+            provider=first.provider,
+            provider_model=first.provider_model,
             text_to_video=config.text_to_video,
             image_to_video=config.image_to_video,
-            pricing=config.pricing,
+            pricing=first.pricing,
             deadline_s=config.deadline_s,
             parameters=config.parameters if config.parameters is not None else default_params,
-            options=dict(config.options),
+            options=dict(first.options),
+            routes=routes,
+            fallback_on_content_policy=config.fallback_on_content_policy,
+            allow_provider_preferences=config.allow_provider_preferences,
         )
     return Catalog(models)
 

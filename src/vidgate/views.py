@@ -70,6 +70,7 @@ def _data(run: RunView, link: OutputLink | None, queue_position: int | None) -> 
         ("createdAt", iso(run.created_at)),
         ("startedAt", iso(run.started_at)),
         ("completedAt", iso(run.completed_at)),
+        ("provider", run.provider),
         ("providerStatus", run.provider_status),
     ):
         if value is not None:

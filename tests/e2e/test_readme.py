@@ -4,6 +4,7 @@ swapped for an emulator's) end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -15,8 +16,10 @@ from pathlib import Path
 import httpx
 
 from tests.api_helpers import submit_ok, wait_terminal
+from tests.emulators.harness import Fault
 from tests.providers import all_cases, emulators_running, provider_env
 from tests.servers import TEST_CONFIG, LiveServer, free_port, run_cli, spawn
+from vidgate.store.sql import SQLStore
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -135,3 +138,75 @@ def test_readme_provider_configs_work_end_to_end(tmp_path: Path, png_data_url: s
             server.stop()
     for case in cases:
         assert case.state.submits == 1, case.name
+
+
+ROUTING = "# Routing:"
+"""The first line of the README's routing example (a model with three routes)."""
+
+
+async def narrow_key(database: Path) -> str:
+    """A key restricted to fal and OpenRouter, made in this process (the ``keys create
+    --providers`` command is tested in tests/integration/test_routing.py)."""
+    store = await SQLStore.open(f"sqlite:///{database.resolve()}")
+    try:
+        _, secret = await store.create_key("narrow", providers="fal,openrouter")
+    finally:
+        await store.close()
+    return secret
+
+
+def test_readme_routing_example_fails_over_and_takes_preferences(tmp_path: Path) -> None:
+    """The example as written, each provider's base_url swapped for its emulator (and its
+    polls made quick), with a key restricted to fal and OpenRouter: a refusal by fal hands
+    the run to OpenRouter (Replicate is not the key's); preferences are honoured, or refused
+    with what to change."""
+    [block] = [b for b in blocks("toml") if b.startswith(ROUTING)]
+    cases = [c for c in all_cases() if c.name in ("fal", "replicate", "openrouter")]
+    with emulators_running(cases) as running:
+        by_name = {c.name: c for c in running}
+        for case in running:
+            case.state.queue_s, case.state.run_s = 0.05, 0.05
+
+        def local(match: re.Match[str]) -> str:
+            return (
+                f'[providers.{match[1]}]\nbase_url = "{by_name[match[1]].base_url}"\n'
+                "poll_interval_s = 0.1\noptions = { min_poll_interval_s = 0.1 }"
+            )
+
+        text = re.sub(r'\[providers\.(\w+)\]\nbase_url = "[^"]+"', local, block)
+        server = LiveServer(tmp_path / "data", text, env=provider_env(running))
+        server.api_key = asyncio.run(narrow_key(server.data_dir / "vidgate.db"))
+        server.start()
+        try:
+            catalog = httpx.get(f"{server.base_url}/api/v1/video-models").json()["data"]
+            assert [m["id"] for m in catalog].count("wan-2.2") == 1
+
+            def run(**body: object) -> httpx.Response:
+                return httpx.post(
+                    f"{server.base_url}/api/generate-video",
+                    json={"model": "wan-2.2", "prompt": "a heron", "duration": 5, **body},
+                    headers=server.headers(),
+                )
+
+            def provider_of(response: httpx.Response) -> object:
+                assert response.status_code == 202, response.text
+                final = wait_terminal(server, response.json()["runId"], model="wan-2.2")
+                assert final["status"] == "COMPLETED", final
+                return final["provider"], final["cost"]
+
+            by_name["fal"].state.faults.push("submit", Fault(status=429))
+            assert provider_of(run()) == ("openrouter", 0.25)  # 5 s at $0.05
+            ready = httpx.get(f"{server.base_url}/readyz").json()
+            assert ready["routes"] == {"wan-2.2/fal": {"state": "closed", "recentFailures": 1}}
+            assert provider_of(run(provider={"order": ["openrouter"]})) == ("openrouter", 0.25)
+            assert provider_of(run(provider={"ignore": ["openrouter"]})) == ("fal", 0.4)
+            unknown = run(provider={"order": ["runway"]})
+            assert unknown.status_code == 400
+            assert "'provider.order' names 'runway', not a provider" in unknown.text
+            refused = run(provider={"only": ["replicate"]})
+            assert refused.status_code == 403, refused.text
+            assert "this API key may use only the providers fal, openrouter" in refused.text
+            assert "routes" not in httpx.get(f"{server.base_url}/readyz").json()  # fal took one
+        finally:
+            server.stop()
+    assert [by_name[n].state.submits for n in ("fal", "replicate", "openrouter")] == [1, 0, 2]

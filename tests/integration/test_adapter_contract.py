@@ -52,7 +52,12 @@ def settings(
     case: ProviderCase, base_url: str, *, api_key: str | None = None, timeout_s: float = 2.0
 ) -> ProviderSettings:
     key = case.adapter.api_key if api_key is None else api_key
-    return ProviderSettings(name=case.name, base_url=base_url, api_key=key, timeout_s=timeout_s)
+    return ProviderSettings(
+        name=case.name,
+        base_url=base_url + case.adapter.base_path,
+        api_key=key,
+        timeout_s=timeout_s,
+    )
 
 
 def connect(

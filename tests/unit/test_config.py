@@ -53,6 +53,10 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
     assert set(settings.enabled_models()) == {"testcard-video"}
 
 
+_FAL = '[providers.fal]\nbase_url = "http://f"\n'
+_ROUTE = '[[models.m.routes]]\nbackend = "{}"\n'
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -63,7 +67,7 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
         (
             '[models.m]\nbackend = "fall"\nprovider = "fal"\n[providers.fal]\nbase_url = "http://f"\n',
             "models.m.backend: unknown backend 'fall' (did you mean 'fal'?); known backends: "
-            "fal, nanogpt, openai, replicate, runway, testcard",
+            "fal, nanogpt, openai, openrouter, replicate, runway, testcard",
         ),
         ('[models.m]\nbackend = "fall"\nenabled = false\n', "unknown backend 'fall'"),
         (
@@ -92,6 +96,29 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
         (
             "[retention]\nvideos_days = 30\nruns_days = 7\n",
             "retention.runs_days (7) must be at least retention.videos_days (30)",
+        ),
+        ("[models.m]\nprice_usd = 1\n", "models.m: a model needs a backend (one provider) or"),
+        (
+            _FAL + '[models.m]\nprice_usd = 1\n[[models.m.routes]]\nbackend = "fal"\n',
+            "models.m: price_usd belong in each of [[routes]] when a model lists routes",
+        ),
+        (
+            _FAL + '[[models.m.routes]]\nbackend = "fal"\n[[models.m.routes]]\nbackend = "fal"\n',
+            "models.m.routes[1]: provider 'fal' is already a route of this model",
+        ),
+        (
+            _FAL
+            + '[[models.m.routes]]\nbackend = "fal"\n[[models.m.routes]]\nbackend = "replicate"\n',
+            "models.m.routes[1]: backend 'replicate' needs a [providers.replicate] section",
+        ),
+        (
+            _FAL
+            + '[[models.m.routes]]\nbackend = "testcard"\n[[models.m.routes]]\nbackend = "fal"\n',
+            "models.m.routes[0]: backend 'testcard' renders on this machine and cannot be one",
+        ),
+        (
+            _FAL + '[[models.m.routes]]\nbackend = "fal"\nmax_in_flight = 0\n',
+            "models.m.routes.0.max_in_flight: Input should be greater than or equal to 1",
         ),
     ],
 )
@@ -153,3 +180,24 @@ def test_local_storage_by_url_or_path(tmp_path: Path) -> None:
     assert Settings.model_validate({"storage": both}).storage_path == tmp_path / "v"
     with pytest.raises(ValueError, match="name two directories"):
         Settings.model_validate({"storage": {"url": "/a", "path": "/b"}})
+
+
+def test_one_provider_is_a_one_route_list_and_routes_keep_their_order(tmp_path: Path) -> None:
+    from vidgate.services import build_catalog
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        _FAL
+        + '[providers.fal-eu]\nbase_url = "http://e"\n'
+        + '[models.one]\nbackend = "fal"\nprovider_model = "x"\nprice_usd = 0.3\n'
+        + '[[models.two.routes]]\nbackend = "fal"\nprovider = "fal-eu"\nprice_usd = 0.5\n'
+        + '[[models.two.routes]]\nbackend = "fal"\nprovider_model = "y"\nmax_in_flight = 3\n'
+    )
+    catalog = build_catalog(load_settings(config_file=config, env={}))
+    one, two = catalog.get("one"), catalog.get("two")
+    assert [(r.provider, r.provider_model, r.pricing.per_video_usd) for r in one.all_routes] == [
+        ("fal", "x", 0.3)
+    ]
+    assert [(r.provider, r.max_in_flight) for r in two.all_routes] == [("fal-eu", None), ("fal", 3)]
+    assert (two.provider, two.pricing.per_video_usd) == ("fal-eu", 0.5)  # the first route's
+    assert [spec.slug for spec in catalog].count("two") == 1

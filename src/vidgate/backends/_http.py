@@ -67,6 +67,7 @@ from vidgate.backends.base import (
     ProviderUnavailable,
     ProviderUpdate,
     SubmitOutcomeUnknown,
+    SubmitRefused,
 )
 from vidgate.logs import event
 from vidgate.netguard import Unresolved, UnsafeTarget
@@ -187,7 +188,15 @@ class ProviderHTTP:
                     f"{unclear} (the provider may have created the job before this answer)",
                     retry_after_s=unclear.retry_after_s,
                 )
-            raise rejected(response)
+            refusal = rejected(response)
+            if self._key_refused(response) and not refusal.is_nsfw:
+                raise SubmitRefused(
+                    f"{refusal} (the provider refused our API key: check the key configured "
+                    f"for provider {self._provider!r})",
+                    user_friendly=refusal.user_friendly,
+                    provider_status=refusal.provider_status,
+                ) from refusal
+            raise refusal
         data = json_or_none(response)
         if not isinstance(data, dict):
             raise SubmitOutcomeUnknown(self._not_json(response, "submit"))

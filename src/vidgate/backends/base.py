@@ -55,6 +55,12 @@ class GenerationFailed(BackendError):
         self.provider_status = provider_status
 
 
+class SubmitRefused(GenerationFailed):
+    """The provider refused a submit in a way that says it created nothing and that another
+    provider may well take it (it refused our API key): the run's next route may be tried;
+    a model with one route fails the run."""
+
+
 class GenerationCancelled(BackendError):
     """The backend ended the run as cancelled."""
 
@@ -124,6 +130,9 @@ class ProviderUpdate:
     is_nsfw: bool = False
     user_friendly_error: str | None = None
     retry_after_s: float | None = None
+    provider_cost_usd: float | None = None
+    """What the provider says the job cost, where it says (kept beside the configured
+    price, which is what the run costs here)."""
 
 
 class RemoteBackend(Protocol):

@@ -41,14 +41,15 @@ def remote_backends(
     resolved = provider_settings(settings, env)
     built: dict[str, RemoteBackend] = {}
     for model in settings.enabled_models().values():
-        if model.backend in LOCAL_BACKENDS:
-            continue
-        provider = model.provider_name
-        if provider in built:
-            continue
-        if model.backend not in REMOTE_BACKENDS:  # refused when settings load
-            known = ", ".join(sorted(REMOTE_BACKENDS | LOCAL_BACKENDS))
-            raise ValueError(f"unknown backend {model.backend!r}; known backends: {known}")
-        module = importlib.import_module(f"vidgate.backends.{model.backend}")
-        built[provider] = module.build(http, resolved[provider])
+        for route in model.route_configs:
+            if route.backend in LOCAL_BACKENDS:
+                continue
+            provider = route.provider_name
+            if provider in built:
+                continue
+            if route.backend not in REMOTE_BACKENDS:  # refused when settings load
+                known = ", ".join(sorted(REMOTE_BACKENDS | LOCAL_BACKENDS))
+                raise ValueError(f"unknown backend {route.backend!r}; known backends: {known}")
+            module = importlib.import_module(f"vidgate.backends.{route.backend}")
+            built[provider] = module.build(http, resolved[provider])
     return built

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,10 +11,13 @@ from typing import Any
 from vidgate.runs.errors import InvalidRequest, UnknownModel
 from vidgate.runs.pricing import Pricing
 from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
+from vidgate.runs.routing import Route
 
 LOCAL_BACKENDS = frozenset({"testcard"})
 """Backends that render on this machine."""
-REMOTE_BACKENDS = frozenset({"fal", "replicate", "openai", "veo", "runway", "nanogpt"})
+REMOTE_BACKENDS = frozenset(
+    {"fal", "replicate", "openai", "veo", "runway", "nanogpt", "openrouter"}
+)
 """Remote provider adapters, each a module of :mod:`vidgate.backends` by this name."""
 TESTCARD_RESOLUTIONS = ("240p", "360p", "480p", "540p", "720p", "1080p")
 TESTCARD_DEFAULT_DURATION_S = 5
@@ -67,10 +71,48 @@ class ModelSpec:
     deadline_s: float = 3600.0
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    """The providers that can make this model's videos, in order; empty: the one named by
+    the fields above (``backend``, ``provider``... are always the first route's)."""
+    fallback_on_content_policy: bool = False
+    """Whether a provider's content-policy refusal at submit sends the run to the next route."""
+    allow_provider_preferences: bool = True
+    """Whether a request may order or restrict the routes (its ``provider`` object)."""
 
     @property
     def is_local(self) -> bool:
         return self.backend in LOCAL_BACKENDS
+
+    @property
+    def all_routes(self) -> tuple[Route, ...]:
+        if self.routes:
+            return self.routes
+        return (
+            Route(
+                provider=self.provider or self.backend,
+                backend=self.backend,
+                provider_model=self.provider_model,
+                pricing=self.pricing,
+                options=self.options,
+            ),
+        )
+
+    def on_route(self, route: Route) -> ModelSpec:
+        """This model as made by ``route``: its backend, provider, model, price, options."""
+        return dataclasses.replace(
+            self,
+            backend=route.backend,
+            provider=route.provider,
+            provider_model=route.provider_model,
+            pricing=route.pricing,
+            options=dict(route.options),
+        )
+
+    def route_named(self, provider: str | None) -> Route | None:
+        """The route of ``provider`` (None: the first); None if it is not a route here."""
+        if provider is None:
+            return self.all_routes[0]
+        return next((r for r in self.all_routes if r.provider == provider), None)
 
     def estimate_cost(self, request: GenerationRequest) -> float:
         """The price of the run the request asks for (its duration and resolution, or the

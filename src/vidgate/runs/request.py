@@ -64,6 +64,7 @@ _KNOWN = {
     "imageUrl",
     "webhookUrl",
     "webhookEvents",
+    "provider",  # routing preferences: see vidgate.runs.routing
     *IMAGE_DATA_URL_KEYS,
 }
 

@@ -32,6 +32,7 @@ from vidgate.runs.request import (
     WEBHOOK_URL_PATTERN,
     Limits,
 )
+from vidgate.runs.routing import MAX_NAMES, PREFERENCE_KEYS
 from vidgate.runs.webhooks import ALL_EVENTS
 
 Schema = dict[str, Any]
@@ -175,6 +176,43 @@ def _plain(spec: ModelSpec, limits: Limits) -> dict[str, Schema]:
             "anyOf": [{"type": "null"}, {"type": "array", "items": {"enum": sorted(ALL_EVENTS)}}],
             "description": "extension: events besides the terminal ones",
         },
+        "provider": _provider_schema(spec),
+    }
+
+
+def _provider_schema(spec: ModelSpec) -> Schema:
+    """The routing preferences a model takes (none where its configuration forbids them)."""
+    if not spec.allow_provider_preferences:
+        return {"type": "null", "description": "extension: this model takes no preferences"}
+    names: Schema = {
+        "type": "array",
+        "maxItems": MAX_NAMES,
+        "items": {"enum": [route.provider for route in spec.all_routes]},
+    }
+    return {
+        "anyOf": [
+            {"type": "null"},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {key: names for key in PREFERENCE_KEYS},
+                # Some provider must be left: in 'only' (when given) and not in 'ignore'.
+                "anyOf": [_left(route.provider) for route in spec.all_routes],
+            },
+        ],
+        "description": "extension: which of the model's providers to try, in which order "
+        "('order'), only ('only') or not ('ignore')",
+    }
+
+
+def _left(provider: str) -> Schema:
+    """Preferences that leave ``provider`` to the run."""
+    named: Schema = {"contains": {"const": provider}}
+    return {
+        "allOf": [
+            {"anyOf": [{"not": {"required": ["only"]}}, {"properties": {"only": named}}]},
+            {"not": {"required": ["ignore"], "properties": {"ignore": named}}},
+        ]
     }
 
 

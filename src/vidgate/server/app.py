@@ -32,6 +32,7 @@ from vidgate.server.status_routes import router as status_router
 from vidgate.server.webhook_routes import router as webhook_router
 from vidgate.services import Services, build_catalog, build_storage
 from vidgate.store.sql import SQLStore
+from vidgate.worker.remote.breaker import RouteBreakers
 
 Background = Callable[[Services, asyncio.Event], Coroutine[Any, Any, None]]
 """Work the process runs beside the API until the event is set (the in-process worker)."""
@@ -119,7 +120,10 @@ def create_app(
         stop = asyncio.Event()
         worker_task: asyncio.Task[None] | None = None
         if background is not None:
-            services = Services(settings, store, state.storage, catalog, metrics)
+            state.breakers = RouteBreakers(metrics=metrics)
+            services = Services(
+                settings, store, state.storage, catalog, metrics, breakers=state.breakers
+            )
             worker_task = asyncio.create_task(background(services, stop), name="worker")
             state.worker = True
 

@@ -71,10 +71,14 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         checks["worker"] = f"stopped: {state.worker_failure}"
     failing = {p: why for p, why in checks.items() if why not in ("ok", "none in this process")}
+    # A route whose circuit is open does not make the process unready (the model's other
+    # routes, or later tries, serve its runs): it is shown for operators.
+    routes = state.breakers.snapshot() if state.breakers is not None else {}
+    extra = {"routes": routes} if routes else {}
     if not failing:
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse({"status": "ready", "checks": checks, **extra})
     message = "not ready: " + "; ".join(f"{part} {why}" for part, why in failing.items())
-    return JSONResponse({**status_error_body(503, message), "checks": checks}, 503)
+    return JSONResponse({**status_error_body(503, message), "checks": checks, **extra}, 503)
 
 
 async def _check(probe: Any, what: str) -> str:

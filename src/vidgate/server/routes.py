@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 
 from vidgate.netguard import UnsafeTarget, check_public
 from vidgate.runs.errors import ContentPolicyViolation, InvalidRequest
+from vidgate.runs.routing import ProviderNotAllowed
 from vidgate.runs.submit import prepare_run
 from vidgate.server import schemas
 from vidgate.server.auth import require_key
@@ -116,9 +117,12 @@ async def _accept(state: AppState, request: Request, key: KeyRecord) -> Response
             now=time.time(),
             idempotency_key=idempotency_key,
             default_webhook_url=key.webhook_url,
+            allowed_providers=key.provider_list,
         )
     except ContentPolicyViolation as exc:
         raise ApiError(400, str(exc), type="CONTENT_POLICY_VIOLATION") from None
+    except ProviderNotAllowed as exc:
+        raise ApiError(403, str(exc)) from None
     except InvalidRequest as exc:
         raise ApiError(400, str(exc)) from None
     await check_targets(state, new)

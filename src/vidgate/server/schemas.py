@@ -86,6 +86,11 @@ class _StatusData(_Wire):
     createdAt: str | None = Field(None, description="extension: ISO 8601")
     startedAt: str | None = Field(None, description="extension: ISO 8601")
     completedAt: str | None = Field(None, description="extension: ISO 8601")
+    provider: str | None = Field(
+        None,
+        description="extension: the provider (route) the run was submitted to, for a remote "
+        "model; a model with several routes names the one that ran it",
+    )
     providerStatus: str | None = Field(None, description="extension: raw upstream status")
     expiresAt: str | None = Field(None, description="extension: when output.video.url expires")
     videoDeleted: bool | None = Field(

@@ -12,6 +12,7 @@ from vidgate.runs.request import Limits
 from vidgate.server.ratelimit import Limiter
 from vidgate.storage.base import Storage
 from vidgate.store.sql import SQLStore
+from vidgate.worker.remote.breaker import RouteBreakers
 
 
 @dataclass
@@ -30,3 +31,5 @@ class AppState:
     """Whether this process runs a worker too."""
     worker_failure: str | None = None
     """Why this process's worker stopped, once it has failed (``/healthz`` then fails)."""
+    breakers: RouteBreakers | None = None
+    """The route circuits of this process's worker, if it runs one (``/readyz`` shows them)."""

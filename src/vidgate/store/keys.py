@@ -56,6 +56,7 @@ class KeyVerbs(StoreBase):
         budget_usd_per_day: float | None = None,
         max_in_flight: int | None = None,
         admin: bool = False,
+        providers: str | None = None,
     ) -> tuple[KeyRecord, str]:
         """Create a key; returns its record and the secret, which is never stored. An
         ``admin`` key may also sign in to the dashboard."""
@@ -74,6 +75,7 @@ class KeyVerbs(StoreBase):
             "budget_usd_per_day": budget_usd_per_day,
             "max_in_flight": max_in_flight,
             "admin": admin,
+            "providers": providers,
         }
         try:
             await self._write(lambda tx: tx.conn.execute(insert(api_keys).values(**row)))
@@ -110,10 +112,11 @@ class KeyVerbs(StoreBase):
     async def set_webhook_url(self, name_or_id: str, url: str | None) -> KeyRecord:
         return await self._update_key(name_or_id, webhook_url=url)
 
-    async def set_limits(self, name_or_id: str, **limits: float | int | None) -> KeyRecord:
-        """Set (or, with None, clear) ``budget_usd_per_day`` and ``max_in_flight``; other
-        processes apply it within :data:`KEY_CACHE_S`."""
-        unknown = set(limits) - {"budget_usd_per_day", "max_in_flight"}
+    async def set_limits(self, name_or_id: str, **limits: float | int | str | None) -> KeyRecord:
+        """Set (or, with None, clear) ``budget_usd_per_day``, ``max_in_flight`` and
+        ``providers`` (comma-separated); other processes apply it within
+        :data:`KEY_CACHE_S`."""
+        unknown = set(limits) - {"budget_usd_per_day", "max_in_flight", "providers"}
         if unknown:
             raise TypeError(f"not a key limit: {', '.join(sorted(unknown))}")
         return await self._update_key(name_or_id, **limits)

@@ -49,6 +49,10 @@ class RunRecord:
     thumbnail_key: str | None = None
     output_deleted_at: float | None = None
     """When retention deleted the video (and its thumbnail); None while it is kept."""
+    provider: str | None = None
+    """The route (``[providers.X]`` section) the run was last submitted to."""
+    routes: str | None = None
+    """The providers the run may use, in order, comma-separated; None: the model's routes."""
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
@@ -87,6 +91,7 @@ class StatusRow(NamedTuple):
     seq: int
     thumbnail_key: str | None
     output_deleted_at: float | None
+    provider: str | None
 
 
 RunView = RunRecord | StatusRow
@@ -108,6 +113,8 @@ class RemoteRun:
     progress: float | None
     deadline_at: float | None
     submit_started_at: float | None
+    provider: str | None = None
+    routes: str | None = None
     request: dict[str, Any] | None = None
 
     @classmethod
@@ -138,6 +145,12 @@ class KeyRecord:
     max_in_flight: int | None = None
     admin: bool = False
     """Whether the key may sign in to the dashboard (it works as an API key too)."""
+    providers: str | None = None
+    """The providers this key's runs may use, comma-separated; None: any."""
+
+    @property
+    def provider_list(self) -> list[str] | None:
+        return None if self.providers is None else self.providers.split(",")
 
     @property
     def limited(self) -> bool:
@@ -206,6 +219,8 @@ class NewRun:
     webhook_events: str | None = None
     video_s: float | None = None
     """The seconds of video asked for (the model's default when the request names none)."""
+    routes: str | None = None
+    """The providers the run may use, in order (see :func:`vidgate.runs.routing.encode_routes`)."""
     created_at: float | None = None
     """When the submit was accepted (its id is made from the same clock reading, so runs
     sort the same by either); the store's clock when None."""

@@ -127,6 +127,18 @@ class RemoteVerbs(StoreBase):
             return await self._write(lambda tx: self._change_one(tx, statement, now)) is not None
         return await self._write(lambda tx: tx.conn.execute(statement).first()) is not None
 
+    async def count_on_route(self, model: str, provider: str, *, but: str | None = None) -> int:
+        """Runs of ``model`` in flight on the route of ``provider`` (being submitted or
+        followed there), ``but`` one."""
+        query = select(func.count()).where(
+            runs.c.provider == provider,
+            runs.c.status.in_(LIVE),
+            runs.c.model == model,
+        )
+        if but is not None:
+            query = query.where(runs.c.id != but)
+        return int(await self._read(lambda conn: conn.execute(query).scalar_one()))
+
 
 def _free(now: float) -> Any:
     return or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < now)

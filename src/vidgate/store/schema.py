@@ -39,6 +39,7 @@ api_keys = Table(
     Column("budget_usd_per_day", Float),
     Column("max_in_flight", Integer),
     Column("admin", Boolean, nullable=False, default=False),
+    Column("providers", String(500)),
 )
 
 runs = Table(
@@ -81,6 +82,8 @@ runs = Table(
     Column("video_s", Float),
     Column("thumbnail_key", String(500)),
     Column("output_deleted_at", Float),
+    Column("provider", String(100)),
+    Column("routes", String(500)),
     UniqueConstraint("api_key_id", "idempotency_key", name="uq_runs_key_idempotency"),
 )
 
@@ -99,6 +102,7 @@ Index(
 )
 Index("ix_runs_rev", runs.c.rev)
 Index("ix_runs_completed", runs.c.completed_at)
+Index("ix_runs_provider_status", runs.c.provider, runs.c.status)
 
 webhook_deliveries = Table(
     "webhook_deliveries",

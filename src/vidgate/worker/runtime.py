@@ -49,6 +49,8 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
             retry_ambiguous={
                 name for name, p in settings.providers.items() if p.retry_ambiguous_submits
             },
+            breakers=services.breakers,
+            metrics=services.metrics,
         )
         sender = WebhookSender(
             store,

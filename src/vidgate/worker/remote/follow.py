@@ -81,6 +81,8 @@ class Follows(Outcomes):
         state: dict[str, Any] = {"job": job.state}
         if update.queue_position is not None:
             state["queue_position"] = update.queue_position
+        if update.provider_cost_usd is not None:
+            state["provider_cost_usd"] = update.provider_cost_usd
         common: dict[str, Any] = {
             "provider_status": update.provider_status[:100],
             "provider_state": state,

@@ -19,15 +19,18 @@ from vidgate import logs
 from vidgate.backends.base import RemoteBackend
 from vidgate.config import WorkerSettings
 from vidgate.logs import event
+from vidgate.metrics import Metrics
 from vidgate.runs.catalog import Catalog
 from vidgate.runs.status import Status
 from vidgate.storage.base import Storage
 from vidgate.store.errors import StoreUnavailable
 from vidgate.store.records import RemoteRun
 from vidgate.store.sql import SQLStore
+from vidgate.worker.remote.breaker import RouteBreakers
 from vidgate.worker.remote.follow import Follows
 from vidgate.worker.remote.outcomes import log
-from vidgate.worker.remote.submit import RECORD_DELAYS_S, Submits
+from vidgate.worker.remote.routes import Routing
+from vidgate.worker.remote.submit import RECORD_DELAYS_S
 from vidgate.worker.wakeup import sleep_until
 
 CLAIM_BATCH = 500
@@ -37,7 +40,7 @@ REFILL = 4
 per few dozen operations, not one per operation."""
 
 
-class RemotePoller(Submits, Follows):
+class RemotePoller(Routing, Follows):
     def __init__(
         self,
         store: SQLStore,
@@ -52,6 +55,8 @@ class RemotePoller(Submits, Follows):
         retry_ambiguous: Collection[str] = (),
         record_delays_s: tuple[float, ...] = RECORD_DELAYS_S,
         submit_backoff_s: float = 2.0,
+        breakers: RouteBreakers | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -68,7 +73,16 @@ class RemotePoller(Submits, Follows):
         self.retry_ambiguous = frozenset(retry_ambiguous)
         self.record_delays_s = record_delays_s
         self.submit_backoff_s = submit_backoff_s
-        self.kinds = sorted({spec.backend for spec in catalog if spec.provider in self.backends})
+        self.breakers = breakers or RouteBreakers(metrics=metrics)
+        self.metrics = metrics
+        self.kinds = sorted(
+            {
+                route.backend
+                for spec in catalog
+                for route in spec.all_routes
+                if route.provider in self.backends
+            }
+        )
         self._held: dict[asyncio.Task[None], str] = {}  # operation -> run id
         self._submitting: set[asyncio.Task[Any]] = set()
         self._quiet: dict[str, float] = {}
@@ -166,15 +180,18 @@ class RemotePoller(Submits, Follows):
         logs.run_id.set(run.id)  # this task's lines, its libraries' too, name the run
         try:
             spec = self.catalog.models.get(run.model)
-            backend = self.backends.get(spec.provider or "") if spec else None
-            if spec is None or backend is None:
-                await self._fail(run, f"model {run.model!r} is no longer configured here")
+            if spec is not None and run.provider_request_id is None:
+                await self._submit(run, spec)  # it chooses the route
+                return
+            route = spec.route_named(run.provider) if spec is not None else None
+            backend = self.backends.get(route.provider) if route is not None else None
+            if spec is None or route is None or backend is None:
+                where = f" (provider {run.provider!r})" if run.provider else ""
+                await self._fail(run, f"model {run.model!r}{where} is no longer configured here")
             elif run.status is Status.CANCELLED:
                 await self._cancel_at_provider(run, backend)
-            elif run.provider_request_id is None:
-                await self._submit(run, spec, backend)
             else:
-                await self._poll(run, spec, backend)
+                await self._poll(run, spec.on_route(route), backend)
         except asyncio.CancelledError:
             raise
         except StoreUnavailable as exc:  # its lease runs out, and the operation is redone

@@ -1,4 +1,5 @@
-"""Submitting a run to its provider, exactly once.
+"""Submitting a run to one provider (route), exactly once (the route is chosen in
+:mod:`~vidgate.worker.remote.routes`).
 
 Before a submit, ``submit_started_at`` is committed; the provider's request id is committed
 in the step right after the submit returns. Once the id is recorded, a restart only ever
@@ -29,21 +30,25 @@ from collections.abc import Collection
 from typing import Any
 
 from vidgate.backends.base import (
+    BackendError,
     GenerationFailed,
     ProviderJob,
     ProviderUnavailable,
     RemoteBackend,
     SubmitOutcomeUnknown,
+    SubmitRefused,
 )
 from vidgate.logs import event
+from vidgate.metrics import Metrics
 from vidgate.runs.catalog import ModelSpec
+from vidgate.runs.routing import Route
 from vidgate.store.records import RemoteRun
 from vidgate.worker.outage import despite_outage
+from vidgate.worker.remote.breaker import RouteBreakers
 from vidgate.worker.remote.outcomes import (
     Outcomes,
     backoff_s,
     best_effort_cancel,
-    failures,
     log,
 )
 
@@ -64,48 +69,42 @@ class Submits(Outcomes):
     record_delays_s: tuple[float, ...]
     submit_backoff_s: float
     """The first wait before a submit is sent again; each later one doubles (with jitter)."""
+    backends: dict[str, RemoteBackend]
+    breakers: RouteBreakers
+    metrics: Metrics | None
 
     def _resubmit_safe(self, spec: ModelSpec, backend: RemoteBackend) -> bool:
         """Whether a submit of unknown outcome may be sent again for this provider."""
         return backend.idempotent_submits or (spec.provider or "") in self.retry_ambiguous
 
-    async def _submit(self, run: RemoteRun, spec: ModelSpec, backend: RemoteBackend) -> None:
-        attempts = failures(run, "submit_failures")
-        if run.submit_started_at is not None:  # this run's last submit never finished
-            if not self._resubmit_safe(spec, backend):
-                await self._fail(
-                    run,
-                    "vidgate stopped while submitting this run to the provider, so it cannot "
-                    "tell whether the provider started a job; it was not submitted again to "
-                    "avoid paying twice",
-                )
-                return
-            attempts += 1
-            if attempts >= SUBMIT_ATTEMPTS:
-                await self._fail(run, "vidgate kept stopping while submitting this run")
-                return
-            event(log, "provider.resubmit_after_stop", run_id=run.id, attempt=attempts)
-        current = asyncio.current_task()
-        if current is not None:
-            self._submitting.add(current)
-        try:
-            await self._submit_once(run, spec, backend, attempts)
-        finally:
-            if current is not None:
-                self._submitting.discard(current)
-
     async def _submit_once(
-        self, run: RemoteRun, spec: ModelSpec, backend: RemoteBackend, attempts: int
-    ) -> None:
-        counted: dict[str, Any] = (
-            {"provider_state": {"submit_failures": attempts}} if attempts else {}
-        )
+        self,
+        run: RemoteRun,
+        spec: ModelSpec,
+        route: Route,
+        backend: RemoteBackend,
+        attempts: int,
+        pinned: str | None = None,
+    ) -> BackendError | None:
+        """Submit to one route. Returns the refusal when the provider clearly created
+        nothing (the next route may be tried); None when the run's course is settled."""
+        state: dict[str, Any] = {"submit_failures": attempts} if attempts else {}
+        if pinned is not None:
+            state["pinned"] = pinned
+        counted: dict[str, Any] = {"provider_state": state} if state else {}
+        request = run.generation_request
         marked = await self.store.remote_update(
-            run.id, self.owner, release=False, submit_started_at=time.time(), **counted
+            run.id,
+            self.owner,
+            release=False,
+            submit_started_at=time.time(),
+            provider=route.provider,
+            backend=route.backend,
+            cost=spec.estimate_cost(request),  # this route's price
+            **counted,
         )
         if not marked:
-            return
-        request = run.generation_request
+            return None
         try:
             job = await backend.submit(
                 request,
@@ -114,34 +113,60 @@ class Submits(Outcomes):
                 idempotency_key=f"vidgate-{run.id}",
             )
         except SubmitOutcomeUnknown as exc:
+            self.breakers.unresolved(spec.slug, route)
             if not self._resubmit_safe(spec, backend):
+                others = (
+                    "; for the same reason it was not sent to another provider"
+                    if len(spec.all_routes) > 1
+                    else ""
+                )
                 await self._fail(
                     run,
                     f"the provider's answer to the submit was lost ({exc}); the "
                     "job may exist upstream, so it was not submitted again to avoid "
-                    "paying twice",
+                    f"paying twice{others}",
                 )
-                return
-            await self._submit_again(run, exc, attempts + 1)
-            return
+                return None
+            await self._submit_again(run, exc, attempts + 1, pinned=route.provider)
+            return None
         except ProviderUnavailable as exc:
-            await self._submit_again(run, exc, attempts + 1)
-            return
+            self.breakers.failed(spec.slug, route)
+            return exc
+        except SubmitRefused as exc:  # a refused key: nothing was created
+            self.breakers.failed(spec.slug, route)
+            return exc
         except GenerationFailed as exc:
+            if exc.is_nsfw and spec.fallback_on_content_policy:
+                return exc
             await self._fail_from(run, exc)
-            return
+            return None
+        self.breakers.succeeded(spec.slug, route)
         await self._record(run, spec, backend, job)
+        return None
 
-    async def _submit_again(self, run: RemoteRun, exc: ProviderUnavailable, attempts: int) -> None:
+    async def _submit_again(
+        self,
+        run: RemoteRun,
+        exc: ProviderUnavailable,
+        attempts: int,
+        *,
+        summary: str | None = None,
+        pinned: str | None = None,
+    ) -> None:
         if attempts >= SUBMIT_ATTEMPTS:
             if isinstance(exc, SubmitOutcomeUnknown):
                 why = f"its answer was lost ({exc}); the job may exist upstream"
+            elif summary is not None:
+                why = f"every provider kept refusing it: {summary}"
             else:
                 why = f"the provider kept refusing it: {exc}"
             await self._fail(run, f"the submit was tried {attempts} times and {why}")
             return
         delay = backoff_s(attempts - 1, self.submit_backoff_s, exc.retry_after_s)
         event(log, "provider.submit_retry", run_id=run.id, error=str(exc), delay_s=round(delay, 1))
+        state: dict[str, Any] = {"submit_failures": attempts}
+        if pinned is not None:  # its outcome was unknown: no other route may take it
+            state["pinned"] = pinned
         # Nothing was created: that must be written, or the run would later look as if it
         # stopped mid-submit (and fail, the job's existence unknown).
         await despite_outage(
@@ -149,8 +174,9 @@ class Submits(Outcomes):
                 run.id,
                 self.owner,
                 submit_started_at=None,
+                provider=pinned,
                 available_at=time.time() + delay,
-                provider_state={"submit_failures": attempts},
+                provider_state=state,
             ),
             run_id=run.id,
         )
