@@ -13,7 +13,7 @@ BENCH_ARGS ?=
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vidgate needs Python 3.11 or newer (set PYTHON=...)")'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,diffusers]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
