@@ -100,6 +100,9 @@ class WorkerSettings(_Section):
     idle_poll_s: float = Field(0.25, gt=0)
     remote_concurrency: int = Field(200, ge=1, le=10000)
     """Provider operations (submit, poll, copy) in flight at once per worker process."""
+    models: list[str] | None = None
+    """Render and poll only these models' runs (``vidgate worker --models``): GPU workers
+    take the open models they have loaded, CPU workers the rest, from one queue. Unset: all."""
     max_attempts: int = Field(3, ge=1)
     """Claims of one run before it is failed instead of retried (a run that kills workers)."""
     allow_private_output_hosts: bool = False
@@ -259,11 +262,17 @@ class ModelConfig(_Section):
         )
 
     @property
+    def catalog_parameters(self) -> dict[str, dict[str, Any]]:
+        """The parameters the catalog shows: the section's own, else the backend's."""
+        if self.parameters is not None:
+            return self.parameters
+        return testcard_parameters() if self.backend in LOCAL_BACKENDS else generic_parameters()
+
+    @property
     def resolutions(self) -> list[str]:
         """The resolutions the model offers (empty: not restricted)."""
-        defaults = testcard_parameters() if self.backend in LOCAL_BACKENDS else generic_parameters()
-        parameters = self.parameters if self.parameters is not None else defaults
-        return [str(o) for o in parameters.get("resolution", {}).get("options", [])]
+        options = self.catalog_parameters.get("resolution", {}).get("options", [])
+        return [str(o) for o in options]
 
 
 def _default_models() -> dict[str, ModelConfig]:
@@ -332,6 +341,13 @@ class Settings(_Section):
             _check_backend(slug, model, self.providers)
             for problem in model.pricing.problems(model.resolutions):
                 raise ValueError(f"models.{slug}: {problem}")
+        unknown = sorted(set(worker.models or ()) - set(self.enabled_models()))
+        if unknown:
+            raise ValueError(
+                f"worker.models names {', '.join(map(repr, unknown))}, which "
+                f"{'is not a model' if len(unknown) == 1 else 'are not models'} of this "
+                "configuration (or disabled); models: " + ", ".join(sorted(self.enabled_models()))
+            )
         return self
 
     @property
@@ -419,8 +435,11 @@ def load_settings(
     if env.get("VIDGATE_DATABASE_URL"):
         raw["database_url"] = env["VIDGATE_DATABASE_URL"]
     _storage_from_env(raw, env)
-    for key, value in (overrides or {}).items():
-        raw[key] = value
+    for key, value in (overrides or {}).items():  # "section.key" sets one key of a section
+        section, _, sub = key.rpartition(".")
+        target = raw.setdefault(section, {}) if section else raw
+        if isinstance(target, dict):
+            target[sub] = value
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
