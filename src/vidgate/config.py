@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from vidgate.backends.diffusers_options import DiffusersOptions, diffusers_problem
 from vidgate.runs.catalog import (
     LOCAL_BACKENDS,
     REMOTE_BACKENDS,
@@ -266,6 +267,8 @@ class ModelConfig(_Section):
         """The parameters the catalog shows: the section's own, else the backend's."""
         if self.parameters is not None:
             return self.parameters
+        if self.backend == "diffusers":
+            return DiffusersOptions.model_validate(self.options).parameters()
         return testcard_parameters() if self.backend in LOCAL_BACKENDS else generic_parameters()
 
     @property
@@ -402,6 +405,10 @@ def _check_backend(slug: str, model: ModelConfig, providers: Mapping[str, object
             f"models.{slug}.backend: unknown backend {model.backend!r}{hint}; known backends: "
             + ", ".join(sorted(known))
         )
+    if model.backend == "diffusers":
+        problem = diffusers_problem(model.options, model.text_to_video, model.image_to_video)
+        if problem is not None:
+            raise ValueError(f"models.{slug}{problem}")
     provider = model.provider_name
     if model.backend in REMOTE_BACKENDS and provider not in providers:
         raise ValueError(

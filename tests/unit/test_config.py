@@ -53,7 +53,7 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
         (
             '[models.m]\nbackend = "fall"\nprovider = "fal"\n[providers.fal]\nbase_url = "http://f"\n',
             "models.m.backend: unknown backend 'fall' (did you mean 'fal'?); known backends: "
-            "fal, nanogpt, openai, replicate, runway, testcard",
+            "diffusers, fal, nanogpt, openai, replicate, runway, testcard",
         ),
         ('[models.m]\nbackend = "fall"\nenabled = false\n', "unknown backend 'fall'"),
         (
@@ -78,6 +78,28 @@ def test_models_merge_with_the_builtin_ones(tmp_path: Path) -> None:
             "storage.url_ttl_s (700000) is longer than the 604800 s (7 days) S3 allows",
         ),
         ('[storage]\nendpoint_url = "minio:9000"\n', "storage.endpoint_url: 'minio:9000' is"),
+        (
+            '[models.wan]\nbackend = "diffusers"\n',
+            "models.wan.options: set exactly one of model_path (a local folder in diffusers "
+            "layout) or model_id",
+        ),
+        (
+            '[models.wan]\nbackend = "diffusers"\noptions = {model_path = "/m", dtyp = "fp16"}\n',
+            "models.wan.options: dtyp: Extra inputs are not permitted (see docs/gpu.md)",
+        ),
+        (
+            '[models.wan]\nbackend = "diffusers"\noptions = {model_path = "/m", mode = "image"}\n',
+            "models.wan: options.mode is 'image', so set image_to_video = true",
+        ),
+        (
+            '[models.wan]\nbackend = "diffusers"\n'
+            'options = {model_path = "/m", sizes = {"480p" = [832, 470]}}\n',
+            "sizes.480p: 832x470 must be even and a multiple of size_multiple (16)",
+        ),
+        (
+            '[worker]\nmodels = ["testcard-video", "wan"]\n',
+            "worker.models names 'wan', which is not a model of this configuration",
+        ),
     ],
 )
 def test_invalid_configs_name_the_problem(tmp_path: Path, text: str, needle: str) -> None:
@@ -138,3 +160,16 @@ def test_local_storage_by_url_or_path(tmp_path: Path) -> None:
     assert Settings.model_validate({"storage": both}).storage_path == tmp_path / "v"
     with pytest.raises(ValueError, match="name two directories"):
         Settings.model_validate({"storage": {"url": "/a", "path": "/b"}})
+
+
+def test_worker_models_from_the_command_line_keep_the_files_worker_section(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[worker]\nconcurrency = 3\n")
+    overrides = {"worker.models": ["testcard-video"]}
+    settings = load_settings(config_file=config, env={}, overrides=overrides)
+    assert settings.worker.models == ["testcard-video"]
+    assert settings.worker.concurrency == 3
+    with pytest.raises(ConfigError, match=r"worker\.models names 'wan-t2v', which is not a model"):
+        load_settings(config_file=config, env={}, overrides={"worker.models": ["wan-t2v"]})

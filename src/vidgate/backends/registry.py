@@ -15,13 +15,22 @@ from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS, Catalog
 def local_backends(
     catalog: Catalog, models: Collection[str] | None = None
 ) -> dict[str, LocalBackend]:
-    """The local backends ``catalog``'s models (or those of them named in ``models``) use."""
+    """The local backends ``catalog``'s models (or those of them named in ``models``) use.
+    The diffusers backend checks its models' files at once (and logs those that are
+    missing); it imports torch only when a run needs it."""
     served = [spec for spec in catalog if models is None or spec.slug in models]
     built: dict[str, LocalBackend] = {}
     if models is None or any(spec.backend == "testcard" for spec in served):
         from vidgate.backends.testcard import TestcardBackend
 
         built["testcard"] = TestcardBackend()
+    diffusers = {spec.slug: spec.options for spec in served if spec.backend == "diffusers"}
+    if diffusers:
+        from vidgate.backends.diffusers import DiffusersBackend
+
+        backend = DiffusersBackend()
+        backend.check(diffusers)
+        built["diffusers"] = backend
     return built
 
 

@@ -11,7 +11,7 @@ from vidgate.runs.errors import InvalidRequest, UnknownModel
 from vidgate.runs.pricing import Pricing
 from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
 
-LOCAL_BACKENDS = frozenset({"testcard"})
+LOCAL_BACKENDS = frozenset({"testcard", "diffusers"})
 """Backends that render on this machine."""
 REMOTE_BACKENDS = frozenset({"fal", "replicate", "openai", "veo", "runway", "nanogpt"})
 """Remote provider adapters, each a module of :mod:`vidgate.backends` by this name."""
