@@ -59,12 +59,12 @@ class Call:
 def load(opts: DiffusersOptions, slug: str) -> Any:
     """The pipeline ``opts`` name, on its device, from local files only. Raises
     :class:`GenerationFailed` saying what to fix."""
+    started = time.monotonic()
     import diffusers  # after HF_HUB_OFFLINE is set (see diffusers.py), on this thread
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()  # the log says what happens
     transformers.utils.logging.disable_progress_bar()
-    started = time.monotonic()
     if opts.device.startswith("cuda") and not torch.cuda.is_available():
         raise _load_failed(
             slug,
