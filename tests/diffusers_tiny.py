@@ -1,6 +1,6 @@
-"""Tiny, randomly initialised LTX-Video pipelines built here, with no download: a few
-thousand weights, a T5 text encoder of two small layers and a word-level tokenizer made with
-the ``tokenizers`` library. Saved with ``save_pretrained``, the folder is what a real
+"""Tiny, randomly initialised LTX-Video pipelines built here, with no download: about 400 KB
+of weights, a T5 text encoder of two small layers and a word-level tokenizer made with the
+``tokenizers`` library. Saved with ``save_pretrained``, the folder is what a real
 model's folder is to the diffusers backend: ``LTXPipeline`` and ``LTXImageToVideoPipeline``
 both load it.
 
