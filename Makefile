@@ -3,7 +3,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+HASH := $(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 PGDIR := /tmp/vidgate-test-pg-$(shell id -u)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -14,7 +16,14 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vidgate needs Python 3.11 or newer (set PYTHON=...)")'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	rm -f $(VENV)/.installed-*
+	rm -f $(filter-out $@,$(wildcard $(VENV)/.installed-[0-9a-f]*))
+	touch $@
+
+## The tests also need the diffusers extra (torch's CPU build, pinned): only `make test`
+## and `make lint` install it, not `make serve`.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,diffusers]'
+	rm -f $(filter-out $@,$(wildcard $(VENV)/.installed-test-*))
 	touch $@
 
 install: $(STAMP)
@@ -23,7 +32,7 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/vidgate serve $(ARGS)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

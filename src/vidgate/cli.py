@@ -119,6 +119,13 @@ def worker(
         int | None,
         typer.Option(help="Serve this process's /metrics on this port [metrics.worker_port]"),
     ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Take only these models' runs, comma-separated, e.g. wan-t2v,wan-i2v "
+            "(a GPU worker takes the models it has loaded, others the rest) [worker.models]"
+        ),
+    ] = None,
 ) -> None:
     """Run a worker process only (pair with `vidgate serve --no-worker`)."""
     from vidgate import logs
@@ -127,7 +134,8 @@ def worker(
     from vidgate.services import Services, build_catalog, build_storage
     from vidgate.worker.runtime import run_worker
 
-    settings = _settings(data_dir, config)
+    only = [slug.strip() for slug in models.split(",") if slug.strip()] if models else None
+    settings = _settings(data_dir, config, **({"worker.models": only} if only else {}))
     _check_storage(settings)
     logs.configure(log_level.upper(), secrets=settings.provider_api_keys(), log_format=log_format)
     port = metrics_port if metrics_port is not None else settings.metrics.worker_port

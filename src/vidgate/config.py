@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from vidgate.backends.diffusers_options import DiffusersOptions, diffusers_problem
 from vidgate.config_retention import RetentionSettings
 from vidgate.config_routes import ROUTE_KEYS, HealthFields, PriceFields, RouteConfig, route_problems
 from vidgate.runs.catalog import (
@@ -101,6 +102,9 @@ class WorkerSettings(_Section):
     idle_poll_s: float = Field(0.25, gt=0)
     remote_concurrency: int = Field(200, ge=1, le=10000)
     """Provider operations (submit, poll, copy) in flight at once per worker process."""
+    models: list[str] | None = None
+    """Render and poll only these models' runs (``vidgate worker --models``): GPU workers
+    take the open models they have loaded, CPU workers the rest, from one queue. Unset: all."""
     max_attempts: int = Field(3, ge=1)
     """Claims of one run before it is failed instead of retried (a run that kills workers)."""
     allow_private_output_hosts: bool = False
@@ -280,12 +284,20 @@ class ModelConfig(PriceFields, HealthFields):
         return self.first_route.provider_name
 
     @property
+    def catalog_parameters(self) -> dict[str, dict[str, Any]]:
+        """The parameters the catalog shows: the section's own, else the backend's."""
+        if self.parameters is not None:
+            return self.parameters
+        route = self.first_route
+        if route.backend == "diffusers":
+            return DiffusersOptions.model_validate(route.options).parameters()
+        return testcard_parameters() if route.backend in LOCAL_BACKENDS else generic_parameters()
+
+    @property
     def resolutions(self) -> list[str]:
         """The resolutions the model offers (empty: not restricted)."""
-        local = self.first_route.backend in LOCAL_BACKENDS
-        defaults = testcard_parameters() if local else generic_parameters()
-        parameters = self.parameters if self.parameters is not None else defaults
-        return [str(o) for o in parameters.get("resolution", {}).get("options", [])]
+        options = self.catalog_parameters.get("resolution", {}).get("options", [])
+        return [str(o) for o in options]
 
 
 def _default_models() -> dict[str, ModelConfig]:
@@ -359,8 +371,21 @@ class Settings(_Section):
             for n, route in enumerate(routes):
                 where = f"models.{slug}.routes[{n}]" if model.routes else f"models.{slug}"
                 _check_backend(where, route, self.providers)
+                if route.backend == "diffusers":
+                    wrong = diffusers_problem(
+                        route.options, model.text_to_video, model.image_to_video
+                    )
+                    if wrong is not None:
+                        raise ValueError(f"{where}{wrong}")
                 for problem in route.pricing.problems(model.resolutions):
                     raise ValueError(f"{where}: {problem}")
+        unknown = sorted(set(worker.models or ()) - set(self.enabled_models()))
+        if unknown:
+            raise ValueError(
+                f"worker.models names {', '.join(map(repr, unknown))}, which "
+                f"{'is not a model' if len(unknown) == 1 else 'are not models'} of this "
+                "configuration (or disabled); models: " + ", ".join(sorted(self.enabled_models()))
+            )
         return self
 
     @property
@@ -448,8 +473,11 @@ def load_settings(
     if env.get("VIDGATE_DATABASE_URL"):
         raw["database_url"] = env["VIDGATE_DATABASE_URL"]
     _storage_from_env(raw, env)
-    for key, value in (overrides or {}).items():
-        raw[key] = value
+    for key, value in (overrides or {}).items():  # "section.key" sets one key of a section
+        section, _, sub = key.rpartition(".")
+        target = raw.setdefault(section, {}) if section else raw
+        if isinstance(target, dict):
+            target[sub] = value
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:

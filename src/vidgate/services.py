@@ -7,11 +7,8 @@ from dataclasses import dataclass, field
 from vidgate.config import Settings
 from vidgate.metrics import Metrics
 from vidgate.runs.catalog import (
-    LOCAL_BACKENDS,
     Catalog,
     ModelSpec,
-    generic_parameters,
-    testcard_parameters,
 )
 from vidgate.storage.base import Storage
 from vidgate.storage.local import LocalStorage, load_or_create_secret
@@ -40,9 +37,6 @@ def build_catalog(settings: Settings) -> Catalog:
     for slug, config in settings.enabled_models().items():
         routes = tuple(route.route() for route in config.route_configs)
         first = routes[0]
-        default_params = (
-            testcard_parameters() if first.backend in LOCAL_BACKENDS else generic_parameters()
-        )
         models[slug] = ModelSpec(
             slug=slug,
             backend=first.backend,
@@ -54,7 +48,7 @@ def build_catalog(settings: Settings) -> Catalog:
             image_to_video=config.image_to_video,
             pricing=first.pricing,
             deadline_s=config.deadline_s,
-            parameters=config.parameters if config.parameters is not None else default_params,
+            parameters=config.catalog_parameters,
             options=dict(first.options),
             routes=routes,
             fallback_on_content_policy=config.fallback_on_content_policy,

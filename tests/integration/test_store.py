@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -40,6 +41,22 @@ def new_run(
         idempotency_key=idempotency,
         request_hash=body_hash,
     )
+
+
+async def test_claims_of_a_worker_limited_to_some_models(store: SQLStore) -> None:
+    """``vidgate worker --models``: local claims and remote submits skip other models."""
+    cpu = (await store.submit(new_run(), idempotency_ttl_s=60))[0]
+    gpu_run = dataclasses.replace(new_run(), model="wan-t2v")
+    gpu = (await store.submit(gpu_run, idempotency_ttl_s=60))[0]
+    remote = dataclasses.replace(new_run(backend="fal"), model="fal-kling")
+    await store.submit(remote, idempotency_ttl_s=60)
+    only_gpu = await store.claim_next("gpu", ["testcard"], 10, models=["wan-t2v"])
+    assert only_gpu is not None and only_gpu.id == gpu.id  # the older cpu run is left
+    assert await store.claim_next("gpu", ["testcard"], 10, models=["wan-t2v"]) is None
+    assert await store.claim_remote("gpu", ["fal"], 10, 10, models=["wan-t2v"]) == []
+    taken = await store.claim_next("cpu", ["testcard"], 10, models=["testcard-video"])
+    assert taken is not None and taken.id == cpu.id
+    assert len(await store.claim_remote("cpu", ["fal"], 10, 10, models=["fal-kling"])) == 1
 
 
 async def test_migrations_are_idempotent_and_reopen_keeps_data(database_url: str) -> None:

@@ -50,6 +50,7 @@ class _LateBackend:
     """Renders like testcard, then stalls: its worker finishes after losing the lease."""
 
     name = "testcard"
+    max_active = None
 
     def __init__(self, delay_s: float) -> None:
         self.inner = TestcardBackend()

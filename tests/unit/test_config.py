@@ -67,7 +67,7 @@ _ROUTE = '[[models.m.routes]]\nbackend = "{}"\n'
         (
             '[models.m]\nbackend = "fall"\nprovider = "fal"\n[providers.fal]\nbase_url = "http://f"\n',
             "models.m.backend: unknown backend 'fall' (did you mean 'fal'?); known backends: "
-            "fal, nanogpt, openai, openrouter, replicate, runway, testcard",
+            "diffusers, fal, nanogpt, openai, openrouter, replicate, runway, testcard",
         ),
         ('[models.m]\nbackend = "fall"\nenabled = false\n', "unknown backend 'fall'"),
         (
@@ -119,6 +119,28 @@ _ROUTE = '[[models.m.routes]]\nbackend = "{}"\n'
         (
             _FAL + '[[models.m.routes]]\nbackend = "fal"\nmax_in_flight = 0\n',
             "models.m.routes.0.max_in_flight: Input should be greater than or equal to 1",
+        ),
+        (
+            '[models.wan]\nbackend = "diffusers"\n',
+            "models.wan.options: set exactly one of model_path (a local folder in diffusers "
+            "layout) or model_id",
+        ),
+        (
+            '[models.wan]\nbackend = "diffusers"\noptions = {model_path = "/m", dtyp = "fp16"}\n',
+            "models.wan.options: dtyp: Extra inputs are not permitted (see docs/gpu.md)",
+        ),
+        (
+            '[models.wan]\nbackend = "diffusers"\noptions = {model_path = "/m", mode = "image"}\n',
+            "models.wan: options.mode is 'image', so set image_to_video = true",
+        ),
+        (
+            '[models.wan]\nbackend = "diffusers"\n'
+            'options = {model_path = "/m", sizes = {"480p" = [832, 470]}}\n',
+            "sizes.480p: 832x470 must be even and a multiple of size_multiple (16)",
+        ),
+        (
+            '[worker]\nmodels = ["testcard-video", "wan"]\n',
+            "worker.models names 'wan', which is not a model of this configuration",
         ),
     ],
 )
@@ -201,3 +223,16 @@ def test_one_provider_is_a_one_route_list_and_routes_keep_their_order(tmp_path: 
     assert [(r.provider, r.max_in_flight) for r in two.all_routes] == [("fal-eu", None), ("fal", 3)]
     assert (two.provider, two.pricing.per_video_usd) == ("fal-eu", 0.5)  # the first route's
     assert [spec.slug for spec in catalog].count("two") == 1
+
+
+def test_worker_models_from_the_command_line_keep_the_files_worker_section(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[worker]\nconcurrency = 3\n")
+    overrides = {"worker.models": ["testcard-video"]}
+    settings = load_settings(config_file=config, env={}, overrides=overrides)
+    assert settings.worker.models == ["testcard-video"]
+    assert settings.worker.concurrency == 3
+    with pytest.raises(ConfigError, match=r"worker\.models names 'wan-t2v', which is not a model"):
+        load_settings(config_file=config, env={}, overrides={"worker.models": ["wan-t2v"]})

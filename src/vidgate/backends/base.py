@@ -94,9 +94,13 @@ class LocalOutput:
 
 
 class LocalBackend(Protocol):
-    """Renders on this machine. Cancel the awaiting task to stop it within a second."""
+    """Renders on this machine. Cancel the awaiting task to stop it within a second (a
+    diffusers pipeline: within one step)."""
 
     name: str
+    max_active: int | None
+    """The most runs of this backend one worker renders at once (one GPU: 1); None: as many
+    as the worker's ``concurrency``."""
 
     async def generate(
         self,

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import httpx
 
 from vidgate.backends.base import LocalBackend, ProviderSettings, RemoteBackend
 from vidgate.config import Settings
-from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS
+from vidgate.runs.catalog import LOCAL_BACKENDS, REMOTE_BACKENDS, Catalog
 
 
-def local_backends() -> dict[str, LocalBackend]:
-    from vidgate.backends.testcard import TestcardBackend
+def local_backends(
+    catalog: Catalog, models: Collection[str] | None = None
+) -> dict[str, LocalBackend]:
+    """The local backends ``catalog``'s models (or those of them named in ``models``) use.
+    The diffusers backend checks its models' files at once (and logs those that are
+    missing); it imports torch only when a run needs it."""
+    served = [spec for spec in catalog if models is None or spec.slug in models]
+    built: dict[str, LocalBackend] = {}
+    if models is None or any(spec.backend == "testcard" for spec in served):
+        from vidgate.backends.testcard import TestcardBackend
 
-    return {"testcard": TestcardBackend()}
+        built["testcard"] = TestcardBackend()
+    diffusers = {spec.slug: spec.options for spec in served if spec.backend == "diffusers"}
+    if diffusers:
+        from vidgate.backends.diffusers import DiffusersBackend
+
+        backend = DiffusersBackend()
+        backend.check(diffusers)
+        built["diffusers"] = backend
+    return built
 
 
 def provider_settings(
@@ -35,12 +51,18 @@ def provider_settings(
 
 
 def remote_backends(
-    settings: Settings, http: httpx.AsyncClient, env: Mapping[str, str] | None = None
+    settings: Settings,
+    http: httpx.AsyncClient,
+    env: Mapping[str, str] | None = None,
+    models: Collection[str] | None = None,
 ) -> dict[str, RemoteBackend]:
-    """One adapter per provider section that a configured remote model uses, by provider."""
+    """One adapter per provider section that a configured remote model (of ``models``, if
+    given) uses, by provider."""
     resolved = provider_settings(settings, env)
     built: dict[str, RemoteBackend] = {}
-    for model in settings.enabled_models().values():
+    for slug, model in settings.enabled_models().items():
+        if models is not None and slug not in models:
+            continue
         for route in model.route_configs:
             if route.backend in LOCAL_BACKENDS:
                 continue

@@ -17,20 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import io
 import json
-import re
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
-from PIL import Image
 
 from vidgate.backends.base import (
     FAILED_FRIENDLY,
@@ -40,20 +34,18 @@ from vidgate.backends.base import (
     LocalOutput,
     ProgressCallback,
 )
+from vidgate.backends.input_image import ImageLimits, check_image, invalid, load_image
 from vidgate.backends.testcard_render import frame_size
-from vidgate.netguard import GuardedTransport, Resolve, UnsafeTarget, system_resolve
+from vidgate.netguard import Resolve, system_resolve
 from vidgate.runs.catalog import TESTCARD_DEFAULT_DURATION_S, TESTCARD_MAX_DURATION_S
 from vidgate.runs.request import GenerationRequest
 from vidgate.runs.sandbox import SandboxSwitches, parse_sandbox
 
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP")  # MPO: the JPEG flavour many phones write
-IMAGE_MAX_PIXELS = 50_000_000
 OUTPUT_NAME = "testcard.mp4"
 _RENDERER = "vidgate.backends.testcard_render"
 _PROGRESS_EVERY_S = 0.25
 """Progress is relayed at most this often per run (each relay is a write and an event)."""
 _PROGRESS_MIN_STEP_PERCENT = 1.0
-_DATA_URL_RE = re.compile(r"^data:image/[\w.+-]+(?:;[\w.+=-]+)*;base64,(.*)$", re.I | re.S)
 
 
 @dataclass(frozen=True)
@@ -115,6 +107,7 @@ class TestcardBackend:
     __test__ = False  # not a pytest test class, despite the name
 
     name = "testcard"
+    max_active: int | None = None
 
     def __init__(self, *, resolve: Resolve = system_resolve) -> None:
         self._resolve = resolve
@@ -132,22 +125,25 @@ class TestcardBackend:
         image_size: tuple[int, int] | None = None
         if opts.mode == "text":
             if not (request.prompt or "").strip():
-                raise _invalid(f"{request.model} needs a prompt")
+                raise invalid(f"{request.model} needs a prompt")
         else:
             if not request.has_image:
-                raise _invalid(f"{request.model} needs an image (imageUrl or imageDataUrl)")
-            image = await self._load_image(request, opts)
-            image_size = await asyncio.to_thread(_check_image, image)
+                raise invalid(f"{request.model} needs an image (imageUrl or imageDataUrl)")
+            limits = ImageLimits(
+                opts.image_fetch_timeout_s, opts.image_max_bytes, opts.allow_private_hosts
+            )
+            image = await load_image(request, limits, self._resolve)
+            image_size = await asyncio.to_thread(check_image, image)
         duration = request.duration_s or opts.default_duration_s
         if not 1 <= duration <= opts.max_duration_s:
-            raise _invalid(
+            raise invalid(
                 f"duration must be from 1 to {opts.max_duration_s:g} seconds for "
                 f"{request.model}; got {duration:g}"
             )
         try:
             width, height = frame_size(request.aspect_ratio, request.resolution, image_size)
         except ValueError as exc:
-            raise _invalid(str(exc)) from exc
+            raise invalid(str(exc)) from exc
         total = max(1, round(duration * opts.fps))
         spec = {
             "text": text,
@@ -172,59 +168,6 @@ class TestcardBackend:
             )
         return LocalOutput(out_path, duration_s=total / opts.fps)
 
-    async def _load_image(self, request: GenerationRequest, opts: TestcardOptions) -> bytes:
-        if request.image_data_url:
-            return _decode_data_url(request.image_data_url, opts.image_max_bytes)
-        assert request.image_url is not None
-        return await self._fetch_image(request.image_url, opts)
-
-    async def _fetch_image(self, url: str, opts: TestcardOptions) -> bytes:
-        if not re.match(r"^https?://", url, re.IGNORECASE):
-            raise _invalid("could not fetch imageUrl: only http and https URLs are supported")
-        # Checked as it connects, to the address it checked (no second lookup to rebind).
-        transport = None if opts.allow_private_hosts else GuardedTransport(resolve=self._resolve)
-        limit = opts.image_max_bytes
-        too_big = f"could not fetch imageUrl: the image is larger than {limit} bytes"
-        timed_out = f"could not fetch imageUrl: no answer within {opts.image_fetch_timeout_s:g} s"
-        try:
-            async with (
-                asyncio.timeout(opts.image_fetch_timeout_s),
-                httpx.AsyncClient(
-                    transport=transport,
-                    timeout=opts.image_fetch_timeout_s,
-                    follow_redirects=False,  # a redirect could lead to a private address
-                    trust_env=False,
-                ) as client,
-                client.stream("GET", url) as response,
-            ):
-                if response.is_redirect:
-                    raise _invalid(
-                        f"could not fetch imageUrl: it redirects (HTTP {response.status_code}); "
-                        "send the final URL of the image"
-                    )
-                if response.status_code != 200:
-                    raise _invalid(f"could not fetch imageUrl: HTTP {response.status_code}")
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise _invalid(too_big)
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > limit:
-                        raise _invalid(too_big)
-                return bytes(body)
-        except UnsafeTarget as exc:  # said for the person who sent the URL
-            raise _invalid(f"could not fetch imageUrl: the URL {exc}") from None
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise _invalid(timed_out) from exc
-        except httpx.HTTPError as exc:
-            raise _invalid("could not fetch imageUrl: the connection failed") from exc
-
-
-def _invalid(message: str) -> GenerationFailed:
-    """A failure caused by the request, worded for the person who sent it."""
-    return GenerationFailed(message, user_friendly=message)
-
 
 def _sandbox_outcome(switches: SandboxSwitches) -> GenerationFailed | GenerationCancelled:
     if switches.nsfw:
@@ -237,35 +180,6 @@ def _sandbox_outcome(switches: SandboxSwitches) -> GenerationFailed | Generation
             user_friendly=FAILED_FRIENDLY,
         )
     return GenerationCancelled("testcard: cancellation requested by the prompt (sandbox:cancel)")
-
-
-def _decode_data_url(data_url: str, max_bytes: int) -> bytes:
-    match = _DATA_URL_RE.match(data_url)
-    if match is None:
-        raise _invalid("imageDataUrl must be a data URL like 'data:image/png;base64,...'")
-    try:
-        data = base64.b64decode("".join(match.group(1).split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _invalid("imageDataUrl does not hold valid base64 data") from exc
-    if len(data) > max_bytes:
-        raise _invalid(f"imageDataUrl decodes to {len(data)} bytes; the limit is {max_bytes}")
-    return data
-
-
-def _check_image(data: bytes) -> tuple[int, int]:
-    """The displayed ``(width, height)`` of a PNG/JPEG/WebP image, else GenerationFailed."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format not in IMAGE_FORMATS:
-                raise _invalid(f"the input image must be PNG, JPEG or WebP; got {image.format}")
-            width, height = image.size
-            if width * height > IMAGE_MAX_PIXELS:
-                raise _invalid(f"the input image is too large ({width}x{height} pixels)")
-            image.load()
-            rotated = image.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise _invalid(f"the input image could not be decoded: {exc}") from exc
-    return (height, width) if rotated else (width, height)
 
 
 async def _run_renderer(spec: dict[str, Any], out_path: Path, on_progress: ProgressCallback) -> str:

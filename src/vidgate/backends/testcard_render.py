@@ -26,18 +26,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from vidgate.backends.base import BackendError
-
-Pixels = npt.NDArray[np.uint8]
+from vidgate.backends.mp4 import Mp4Writer, Pixels
 
 MAX_SHORT_SIDE = 1080
 MAX_LONG_SIDE = 2520  # 21:9 at 1080p
@@ -338,52 +335,6 @@ class _KenBurns:
 # --- encoding ----------------------------------------------------------------------------
 
 
-# BT.709 in limited range: the (R, G, B, offset) rows that make Y, Cb and Cr from RGB.
-_BT709_Y = (0.18259, 0.61423, 0.06201, 16.0)
-_BT709_CB = (-0.10064, -0.33857, 0.43922, 128.0)
-_BT709_CR = (0.43922, -0.39894, -0.04027, 128.0)
-_BT709 = 1  # the value FFmpeg uses for BT.709 primaries, transfer and matrix
-_LIMITED_RANGE = 1
-# Single-threaded libx264 without lookahead: the same frames give the same bytes every time
-# (with its lookahead on, x264 was seen to vary between identical runs, threads=1 or not).
-_X264_OPTIONS = {
-    "preset": "veryfast",
-    "crf": "23",
-    "threads": "1",
-    "x264-params": "rc-lookahead=0:mbtree=0",
-}
-
-
-def _yuv420(frame: Pixels) -> Pixels:
-    """RGB to planar 4:2:0 (BT.709, limited range), matching the tags on the stream."""
-    image = Image.fromarray(frame)
-    half = image.reduce(2)
-    planes = (
-        image.convert("L", matrix=_BT709_Y),
-        half.convert("L", matrix=_BT709_CB),
-        half.convert("L", matrix=_BT709_CR),
-    )
-    flat = np.frombuffer(b"".join(plane.tobytes() for plane in planes), dtype=np.uint8)
-    return flat.reshape(-1, frame.shape[1])
-
-
-def _open_output(path: Path, spec: TestcardSpec) -> tuple[Any, Any]:
-    container = av.open(
-        str(path), "w", format="mp4", options={"movflags": "+faststart", "fflags": "+bitexact"}
-    )
-    stream = container.add_stream(
-        "libx264", rate=spec.fps, options={**_X264_OPTIONS, "g": str(2 * spec.fps)}
-    )
-    stream.width, stream.height = spec.width, spec.height
-    stream.pix_fmt = "yuv420p"
-    stream.time_base = Fraction(1, spec.fps)
-    codec = stream.codec_context
-    codec.flags |= av.codec.context.Flags.bitexact
-    codec.colorspace = codec.color_primaries = codec.color_trc = _BT709
-    codec.color_range = _LIMITED_RANGE
-    return container, stream
-
-
 def _pace(
     spec: TestcardSpec, started: float, frames_done: int, should_stop: Callable[[], bool]
 ) -> None:
@@ -423,26 +374,18 @@ def render(
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     started = time.monotonic()
     try:
-        container, stream = _open_output(tmp, spec)
-        try:
+        with Mp4Writer(tmp, spec.width, spec.height, spec.fps) as writer:
             for index in range(total):
                 if stop() or index == spec.stop_after_frames:
                     raise RenderStopped(index, total)
                 frame = source.draw(index)
                 panel.blend(frame)
                 counter.draw(frame, index)
-                video_frame = av.VideoFrame.from_ndarray(_yuv420(frame), format="yuv420p")
-                video_frame.pts = index
-                for packet in stream.encode(video_frame):
-                    container.mux(packet)
+                writer.write(frame)
                 if spec.slow_s > 0:
                     _pace(spec, started, index + 1, stop)
                 if on_progress is not None:
                     on_progress(index + 1, total)
-            for packet in stream.encode():
-                container.mux(packet)
-        finally:
-            container.close()
         os.replace(tmp, out_path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -13,7 +13,7 @@ from vidgate.runs.pricing import Pricing
 from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
 from vidgate.runs.routing import Route
 
-LOCAL_BACKENDS = frozenset({"testcard"})
+LOCAL_BACKENDS = frozenset({"testcard", "diffusers"})
 """Backends that render on this machine."""
 REMOTE_BACKENDS = frozenset(
     {"fal", "replicate", "openai", "veo", "runway", "nanogpt", "openrouter"}

@@ -55,7 +55,7 @@ def prepare_run(
     moderation.check(request)
     webhook_url = request.webhook_url or default_webhook_url
     available_at = now
-    if spec.is_local:
+    if spec.backend == "testcard":  # the sandbox's switches are the testcard models'
         available_at += parse_sandbox(request.prompt)[1].queue_s
     return NewRun(
         id=new_run_id(int(now * 1000)),

@@ -23,11 +23,12 @@ class ClaimVerbs(StoreBase):
         lease_s: float,
         *,
         running: Collection[str] = (),
+        models: Collection[str] | None = None,
     ) -> RunRecord | None:
         """Take the oldest claimable run of these backends: queued and due, or in progress
         with an expired lease (its worker died). Increments ``attempts``. Never one of
         ``running``, which the caller renders still (their leases may have run out while
-        the database was away)."""
+        the database was away). ``models``: only runs of these models (None: any)."""
         now = time.time()
         claimable = or_(
             (runs.c.status == Status.IN_QUEUE.value) & (runs.c.available_at <= now),
@@ -35,6 +36,8 @@ class ClaimVerbs(StoreBase):
         )
         if running:
             claimable = claimable & runs.c.id.not_in(list(running))
+        if models is not None:
+            claimable = claimable & runs.c.model.in_(list(models))
         candidate = (
             select(runs.c.id)
             .where(runs.c.backend.in_(list(backends)), claimable)

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, bindparam, case, func, or_, select, true, update
 
 from vidgate.runs.status import Status, sources_of
 from vidgate.store.base import CHANGE_COLUMNS, StoreBase
@@ -45,6 +45,7 @@ class RemoteVerbs(StoreBase):
         lease_s: float,
         *,
         reschedule: Mapping[str, float] | None = None,
+        models: Collection[str] | None = None,
     ) -> list[RemoteRun]:
         """Lease up to ``limit`` remote runs that need an operation now, most overdue first:
         a poll or a provider-side cancel (``next_poll_at`` has come), or a submit (queued, no
@@ -53,10 +54,11 @@ class RemoteVerbs(StoreBase):
         end, so should this process die, the run is polled again once its lease is over.
 
         ``reschedule`` (run id -> next poll) records quiet polls in the same transaction
-        (see :meth:`reschedule`)."""
+        (see :meth:`reschedule`). ``models``: only runs of these models (None: any)."""
         kinds = list(backends)
         if not kinds:
             return []
+        only = true() if models is None else runs.c.model.in_(list(models))
         now = time.time()
 
         def claim(tx: Any) -> list[RemoteRun]:
@@ -65,10 +67,11 @@ class RemoteVerbs(StoreBase):
             if limit <= 0:
                 return []
             polls = limit - int(limit * (1 - POLL_SHARE))
-            taken = _claim_polls(tx.conn, owner, kinds, polls, now, lease_s)
-            taken += _claim_submits(tx.conn, owner, kinds, limit - len(taken), now, lease_s)
+            taken = _claim_polls(tx.conn, owner, kinds, polls, now, lease_s, only)
+            taken += _claim_submits(tx.conn, owner, kinds, limit - len(taken), now, lease_s, only)
             if len(taken) < limit:  # fewer submits were due than their share
-                taken += _claim_polls(tx.conn, owner, kinds, limit - len(taken), now, lease_s)
+                left = limit - len(taken)
+                taken += _claim_polls(tx.conn, owner, kinds, left, now, lease_s, only)
             return taken
 
         return await self._write(claim)
@@ -145,7 +148,13 @@ def _free(now: float) -> Any:
 
 
 def _claim_polls(
-    conn: Connection, owner: str, kinds: list[str], limit: int, now: float, lease_s: float
+    conn: Connection,
+    owner: str,
+    kinds: list[str],
+    limit: int,
+    now: float,
+    lease_s: float,
+    only: Any,
 ) -> list[RemoteRun]:
     """Due polls and provider-side cancels, one index range per backend."""
     taken: list[RemoteRun] = []
@@ -160,6 +169,7 @@ def _claim_polls(
                 runs.c.status.in_(FOLLOWED),
                 runs.c.provider_request_id.is_not(None),
                 _free(now),
+                only,
             )
             .order_by(runs.c.next_poll_at)
             .limit(limit - len(taken))
@@ -176,7 +186,13 @@ def _claim_polls(
 
 
 def _claim_submits(
-    conn: Connection, owner: str, kinds: list[str], limit: int, now: float, lease_s: float
+    conn: Connection,
+    owner: str,
+    kinds: list[str],
+    limit: int,
+    now: float,
+    lease_s: float,
+    only: Any,
 ) -> list[RemoteRun]:
     """Due submits, with their requests: the only claim that reads ``request``."""
     taken: list[RemoteRun] = []
@@ -191,6 +207,7 @@ def _claim_submits(
                 runs.c.provider_request_id.is_(None),
                 runs.c.available_at <= now,
                 _free(now),
+                only,
             )
             .order_by(runs.c.available_at)
             .limit(limit - len(taken))

@@ -1,9 +1,11 @@
 """The worker for local backends (testcard, diffusers).
 
-One loop claims due runs while fewer than ``concurrency`` are active; each claimed run is a
-task. A second loop renews the leases of all active runs every ``heartbeat_s`` in one query;
-a run missing from the answer was cancelled (or taken over), and its task is cancelled, which
-kills the render. A run whose worker died is claimed again once its lease has expired; after
+One loop claims due runs while fewer than ``concurrency`` are active, of the backends below
+their own ``max_active`` (one GPU renders one run at a time), and of ``models`` only when
+set (``[worker] models``, ``vidgate worker --models``); each claimed run is a task. A
+second loop renews the leases of all active runs every ``heartbeat_s`` in one query; a run
+missing from the answer was cancelled (or taken over), and its task is cancelled, which kills
+the render. A run whose worker died is claimed again once its lease has expired; after
 ``max_attempts`` claims it is failed instead of retried forever.
 """
 
@@ -18,6 +20,7 @@ import secrets
 import shutil
 import socket
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -94,7 +97,10 @@ class LocalWorker:
         self.settings = settings
         self.workdir = workdir
         self.owner = owner or new_owner_id()
+        self.models = None if settings.models is None else frozenset(settings.models)
+        """The models this worker renders (None: every model of its backends)."""
         self._active: dict[str, asyncio.Task[None]] = {}
+        self._backend_of: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._progress: dict[str, float] = {}
 
@@ -133,10 +139,15 @@ class LocalWorker:
         while not stop.is_set():
             claimed = None
             self._wake.clear()  # before the claim: a wake-up during it is not lost
-            if len(self._active) < self.settings.concurrency:
+            with_room = self._backends_with_room()
+            if len(self._active) < self.settings.concurrency and with_room:
                 try:
                     claimed = await self.store.claim_next(
-                        self.owner, self.backends, self.settings.lease_s, running=self._active
+                        self.owner,
+                        with_room,
+                        self.settings.lease_s,
+                        running=self._active,
+                        models=self.models,
                     )
                 except StoreUnavailable as exc:  # looked for again after idle_poll_s
                     event(log, "worker.claim_failed", logging.WARNING, error=str(exc))
@@ -147,6 +158,15 @@ class LocalWorker:
                 continue
             await sleep_until(self.settings.idle_poll_s, stop, self._wake)
 
+    def _backends_with_room(self) -> list[str]:
+        """The backends that may take one more run now (below their ``max_active``)."""
+        busy = Counter(self._backend_of.values())
+        return [
+            name
+            for name, backend in self.backends.items()
+            if backend.max_active is None or busy[name] < backend.max_active
+        ]
+
     def _start(self, run: RunRecord) -> None:
         if run.id in self._active:
             # Our own lease lapsed (a stalled heartbeat) and we took the run again: it is
@@ -155,10 +175,12 @@ class LocalWorker:
             return
         task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
         self._active[run.id] = task
+        self._backend_of[run.id] = run.backend
         task.add_done_callback(functools.partial(self._finished, run.id))
 
     def _finished(self, run_id: str, _task: asyncio.Task[None]) -> None:
         self._active.pop(run_id, None)
+        self._backend_of.pop(run_id, None)
         self._progress.pop(run_id, None)
         self._wake.set()
 

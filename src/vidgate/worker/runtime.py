@@ -24,11 +24,12 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
     ``ExceptionGroup``) is raised: the process must not go on as if it had a worker."""
     settings, store = services.settings, services.store
     owner = new_owner_id()
+    models = settings.worker.models  # None: every model
     local = LocalWorker(
         store,
         services.storage,
         services.catalog,
-        local_backends(),
+        local_backends(services.catalog, models),
         settings.worker,
         settings.data_dir / "work",
         owner=owner,
@@ -41,7 +42,7 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
             store,
             services.storage,
             services.catalog,
-            metered(remote_backends(settings, http), services.metrics),
+            metered(remote_backends(settings, http, models=models), services.metrics),
             {name: p.poll_interval_s for name, p in settings.providers.items()},
             settings.worker,
             owner,

@@ -128,7 +128,12 @@ class RemotePoller(Routing, Follows):
         quiet, self._quiet = self._quiet, {}
         try:
             return await self.store.claim_remote(
-                self.owner, self.kinds, wanted, self.settings.lease_s, reschedule=quiet
+                self.owner,
+                self.kinds,
+                wanted,
+                self.settings.lease_s,
+                reschedule=quiet,
+                models=self.settings.models,
             )
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
