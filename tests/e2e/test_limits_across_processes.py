@@ -31,7 +31,7 @@ def apis(
     tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str
 ) -> Iterator[tuple[list[LiveServer], dict[str, str]]]:
     """Both API processes (started at once), and the secrets of two keys by name."""
-    secrets = asyncio.run(_keys(module_postgres_url, ["limited", "idempotent"]))
+    secrets = asyncio.run(_keys(module_postgres_url, ["limited", "idempotent", "one-at-a-time"]))
     root = tmp_path_factory.mktemp("limits")
     env = {"VIDGATE_DATABASE_URL": module_postgres_url}
     servers = [
@@ -49,7 +49,10 @@ def apis(
 async def _keys(url: str, names: list[str]) -> dict[str, str]:
     store = await SQLStore.open(url)
     try:
-        return {name: (await store.create_key(name))[1] for name in names}
+        return {
+            name: (await store.create_key(name, max_in_flight=1 if "one" in name else None))[1]
+            for name in names
+        }
     finally:
         await store.close()
 
@@ -95,13 +98,21 @@ def test_one_key_gets_its_limit_across_both_processes(
         assert per_server[(str(server.port), 429)] > 0, per_server
 
 
+@pytest.mark.parametrize(
+    ("key_name", "idempotency_keys"), [("idempotent", 4), ("one-at-a-time", 1)]
+)
 def test_one_idempotency_key_sent_to_both_processes_at_once_makes_one_run(
-    apis: tuple[list[LiveServer], dict[str, str]], module_postgres_url: str
+    apis: tuple[list[LiveServer], dict[str, str]],
+    module_postgres_url: str,
+    key_name: str,
+    idempotency_keys: int,
 ) -> None:
+    """Also for a key with an in-flight limit of 1: its retries wait for the first submit's
+    lock on the key, then are answered with its run, not refused for it."""
     servers, secrets = apis
-    keys = [f"same-{i}" for i in range(4)]
+    keys = [f"same-{key_name}-{i}" for i in range(idempotency_keys)]
     targets = [(servers[i % 2], {"Idempotency-Key": key}) for key in keys for i in range(6)]
-    answers = asyncio.run(_submit_all(targets, secrets["idempotent"]))
+    answers = asyncio.run(_submit_all(targets, secrets[key_name]))
     assert [answer.status_code for answer in answers] == [202] * len(targets), [
         answer.text for answer in answers if answer.status_code != 202
     ]
@@ -116,7 +127,7 @@ def test_one_idempotency_key_sent_to_both_processes_at_once_makes_one_run(
         assert {a.content for a in group} == {firsts[0].content}  # the first answer, again
         run_ids.add(group[0].json()["runId"])
     assert len(run_ids) == len(keys)
-    assert asyncio.run(_runs_of_key(module_postgres_url, secrets["idempotent"])) == len(keys)
+    assert asyncio.run(_runs_of_key(module_postgres_url, secrets[key_name])) == len(keys)
 
 
 async def _runs_of_key(url: str, secret: str) -> int:

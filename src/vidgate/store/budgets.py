@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from sqlalchemy import Float, Integer, and_, case, cast, func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from vidgate.runs.days import DAY_S
 from vidgate.runs.status import Status
@@ -37,17 +37,23 @@ def day_start(now: float) -> float:
     return float(int(now // DAY_S) * DAY_S)
 
 
-def refusal(conn: Connection, dialect: str, new: NewRun, now: float) -> StoreError | None:
-    """Why ``new`` may not be inserted for its key now, or None. Returned, not raised: a
-    refusal must not roll back the other writes of its group commit."""
+def lock_limits(conn: Connection, dialect: str, api_key_id: str) -> Row[Any, Any] | None:
+    """The key's limits, its row locked until the transaction ends (on PostgreSQL; SQLite's
+    writer is one at a time already): submits of one key are checked one after the other.
+    Take it before anything the check depends on is read, the idempotency lookup included,
+    so that a retry waiting here sees the run its first try made and is answered with it."""
     query = select(api_keys.c.budget_usd_per_day, api_keys.c.max_in_flight).where(
-        api_keys.c.id == new.api_key_id
+        api_keys.c.id == api_key_id
     )
     if dialect == "postgresql":
         query = query.with_for_update()
-    limits = conn.execute(query).first()
-    if limits is None:
-        return None
+    return conn.execute(query).first()
+
+
+def refusal(conn: Connection, limits: Row[Any, Any], new: NewRun, now: float) -> StoreError | None:
+    """Why ``new`` may not be inserted under the key's ``limits`` (from :func:`lock_limits`)
+    now, or None. Returned, not raised: a refusal must not roll back the other writes of its
+    group commit."""
     if limits.max_in_flight is not None:
         count = conn.execute(
             select(func.count())

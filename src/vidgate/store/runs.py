@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from vidgate.events.hub import RunChange
 from vidgate.runs.status import TERMINAL, Status, sources_of
 from vidgate.store.base import CHANGE_COLUMNS, StoreBase, Tx
-from vidgate.store.budgets import final_cost, refusal
+from vidgate.store.budgets import final_cost, lock_limits, refusal
 from vidgate.store.errors import IdempotencyConflict, NotFound, StoreError
 from vidgate.store.records import NewRun, RunRecord
 from vidgate.store.schema import runs
@@ -35,6 +35,7 @@ class RunVerbs(StoreBase):
         now = time.time()
 
         def write(tx: Tx) -> tuple[RunRecord, bool] | StoreError:
+            limits = lock_limits(tx.conn, self.dialect, new.api_key_id) if limited else None
             if new.idempotency_key is not None:
                 existing = _by_idempotency_key(tx.conn, new)
                 if existing is not None:
@@ -48,8 +49,8 @@ class RunVerbs(StoreBase):
                     tx.conn.execute(
                         update(runs).where(runs.c.id == existing.id).values(idempotency_key=None)
                     )
-            if limited:
-                refused = refusal(tx.conn, self.dialect, new, now)
+            if limits is not None:
+                refused = refusal(tx.conn, limits, new, now)
                 if refused is not None:
                     return refused
             row = {
