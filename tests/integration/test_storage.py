@@ -271,3 +271,29 @@ async def test_a_cancelled_stream_stores_nothing_and_stops(
         await upload
     await asyncio.wait_for(stopped.wait(), 5)  # nothing left waiting on the stream
     assert (await http.get(case.url("vid_h/1-ab.mp4"))).status_code == 404
+
+
+async def test_a_cancelled_stream_that_keeps_flowing_stores_nothing_and_stops(
+    case: Case, http: httpx.AsyncClient
+) -> None:
+    drawn = 0
+    total = 40
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal drawn
+        for _ in range(total):  # a fast provider: a chunk every 20 ms
+            drawn += 1
+            yield b"y" * (1024 * 1024)
+            await asyncio.sleep(0.02)
+
+    upload = asyncio.create_task(case.storage.put_stream("vid_i/1-ab.mp4", chunks(), "video/mp4"))
+    while drawn < 5:
+        await asyncio.sleep(0.01)
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    at_cancel = drawn
+    await asyncio.sleep(1.5)
+    assert drawn <= at_cancel + 2, (at_cancel, drawn)  # it stopped drawing the source
+    assert drawn < total
+    assert (await http.get(case.url("vid_i/1-ab.mp4"))).status_code == 404

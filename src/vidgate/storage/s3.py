@@ -131,6 +131,8 @@ class S3Storage:
         def pull() -> Iterator[bytes]:
             nonlocal size
             while True:
+                if abandoned.is_set():  # a source that keeps flowing is not drawn further
+                    raise StorageError("the upload was abandoned")
                 coming = asyncio.run_coroutine_threadsafe(next_chunk(), loop)
                 try:
                     chunk = _wait(coming, abandoned)
@@ -237,11 +239,15 @@ def _wait(coming: Future[bytes], abandoned: threading.Event) -> bytes:
     that makes obstore abort the upload rather than complete it."""
     while True:
         try:
-            return coming.result(timeout=1)
+            chunk = coming.result(timeout=1)
         except TimeoutError:
             if abandoned.is_set():
                 coming.cancel()
                 raise StorageError("the upload was abandoned") from None
+            continue
+        if abandoned.is_set():
+            raise StorageError("the upload was abandoned")
+        return chunk
 
 
 def _describe(exc: BaseException) -> str:
