@@ -21,6 +21,11 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+UNIFIED_CANCELLED = "CANCELED"
+"""A cancelled run's nested ``data.status`` on the unified route (and so in its events and
+webhooks), spelt as upstream documents that route; the legacy route keeps ``CANCELLED``."""
+
+
 @dataclass(frozen=True)
 class OutputLink:
     url: str
@@ -73,7 +78,12 @@ def unified_status(
 ) -> dict[str, Any]:
     """``GET /api/video/status``: flat fields (lower-case status) plus the nested ``data``."""
     data = _data(run, link, queue_position)
-    data = {"status": data.pop("status"), "requestId": run.id, **data}
+    data.pop("status")
+    data = {
+        "status": UNIFIED_CANCELLED if run.status is Status.CANCELLED else run.status.value,
+        "requestId": run.id,
+        **data,
+    }
     body: dict[str, Any] = {
         "requestId": run.id,
         "model": run.model,

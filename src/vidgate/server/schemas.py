@@ -75,7 +75,6 @@ class Output(_Wire):
 
 
 class _StatusData(_Wire):
-    status: Status = Field(description="Current status")
     output: Output | None = Field(None, description="Only when COMPLETED")
     cost: float
     error: str | None = Field(None, description="Why the run failed or was cancelled")
@@ -91,10 +90,14 @@ class _StatusData(_Wire):
 
 
 class LegacyStatusData(_StatusData):
+    status: Status = Field(description="Current status")
     request_id: str = Field(description="The provider's request id; the run id for local runs")
 
 
 class UnifiedStatusData(_StatusData):
+    status: Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELED"] = Field(
+        description="Current status; a cancelled run is CANCELED (one L) on this route"
+    )
     requestId: str = Field(description="The run id")
 
 
