@@ -130,7 +130,8 @@ class ModelSpec:
         inputs = (["text"] if self.text_to_video else []) + (
             ["image"] if self.image_to_video else []
         )
-        pricing = self.pricing.to_json()
+        flat = flat_parameters(self.parameters)
+        pricing = self.pricing.to_json(flat["resolutions"])
         return {
             "id": self.slug,
             "object": "model",
@@ -149,10 +150,27 @@ class ModelSpec:
                 "audio_generation": False,
             },
             "supported_parameters": {
+                **flat,
                 "parameters": self.parameters,
                 "defaults": {k: v["default"] for k, v in self.parameters.items() if "default" in v},
             },
         }
+
+
+def flat_parameters(parameters: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
+    """The flat lists clients read beside the nested specs: ``resolutions`` and
+    ``aspect_ratios`` (strings), ``durations`` (whole seconds: the allowed list, else every
+    one from the duration's min to its max; empty when neither is known)."""
+    duration = parameters.get("duration", {})
+    durations = [int(d) for d in duration.get("options", [])]
+    low, high = duration.get("min"), duration.get("max")
+    if not durations and isinstance(low, int | float) and isinstance(high, int | float):
+        durations = list(range(math.ceil(low), math.floor(high) + 1))
+    return {
+        "resolutions": [str(o) for o in parameters.get("resolution", {}).get("options", [])],
+        "durations": durations,
+        "aspect_ratios": [str(o) for o in parameters.get("aspect_ratio", {}).get("options", [])],
+    }
 
 
 def _fmt(seconds: float) -> str:

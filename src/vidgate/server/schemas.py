@@ -161,9 +161,58 @@ class WebhookDeliveries(_Wire):
     deliveries: list[WebhookDelivery] = Field(description="Oldest first")
 
 
+class CatalogPricing(_Wire):
+    currency: Literal["USD"]
+    per_video: dict[str, float] | None = Field(
+        None, description="USD per video by resolution (the per-video part of the price)"
+    )
+    per_second: dict[str, float] | None = Field(
+        None, description="USD per second of video by resolution"
+    )
+    per_duration: dict[str, float] | None = Field(
+        None,
+        description="USD per video by duration tier (seconds, as strings): a run pays the "
+        "smallest tier that holds its duration",
+    )
+
+
+class Architecture(_Wire):
+    modality: Literal["video"]
+    input_modalities: list[Literal["text", "image"]]
+    output_modalities: list[Literal["video"]]
+
+
+class Capabilities(_Wire):
+    video_generation: bool
+    text_to_video: bool
+    image_to_video: bool
+    audio_generation: bool
+
+
+class SupportedParameters(_Wire):
+    resolutions: list[str] = Field(description="The resolutions the model takes")
+    durations: list[int] = Field(description="The durations the model takes, in seconds")
+    aspect_ratios: list[str] = Field(description="The aspect ratios the model takes")
+    parameters: dict[str, dict[str, Any]] = Field(
+        description="Upstream's nested specs: type, default, options or min and max"
+    )
+    defaults: dict[str, Any]
+
+
+class CatalogModel(_Wire):
+    id: str
+    object: Literal["model"]
+    name: str
+    description: str
+    architecture: Architecture
+    pricing: CatalogPricing
+    capabilities: Capabilities
+    supported_parameters: SupportedParameters
+
+
 class ModelList(_Wire):
     object: Literal["list"]
-    data: list[dict[str, Any]]
+    data: list[CatalogModel]
     meta: dict[str, Any]
 
 
