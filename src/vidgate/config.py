@@ -33,6 +33,7 @@ from vidgate.runs.catalog import (
     generic_parameters,
     testcard_parameters,
 )
+from vidgate.runs.limits import ModelLimits
 from vidgate.runs.pricing import Pricing
 from vidgate.storage.location import S3Location, storage_location
 
@@ -242,6 +243,21 @@ class ModelConfig(_Section):
     parameters: dict[str, dict[str, Any]] | None = None
     """Catalog parameter specs; omitted → the backend's defaults."""
     options: dict[str, Any] = Field(default_factory=dict)
+    durations: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    resolutions: list[str] = Field(default_factory=list)
+    aspect_ratios: list[str] = Field(default_factory=list)
+    """The values the provider takes (empty: any): see :mod:`vidgate.runs.limits`."""
+    snap_to_allowed: bool = False
+    """Move a value outside them to the nearest allowed one instead of refusing it."""
+
+    @property
+    def limits(self) -> ModelLimits:
+        return ModelLimits(
+            tuple(self.durations),
+            tuple(self.resolutions),
+            tuple(self.aspect_ratios),
+            snap=self.snap_to_allowed,
+        )
 
     @property
     def provider_name(self) -> str:
@@ -259,11 +275,16 @@ class ModelConfig(_Section):
         )
 
     @property
-    def resolutions(self) -> list[str]:
-        """The resolutions the model offers (empty: not restricted)."""
+    def catalog_parameters(self) -> dict[str, dict[str, Any]]:
+        """The parameters the catalog shows: the config's or the backend's, within limits."""
         defaults = testcard_parameters() if self.backend in LOCAL_BACKENDS else generic_parameters()
-        parameters = self.parameters if self.parameters is not None else defaults
-        return [str(o) for o in parameters.get("resolution", {}).get("options", [])]
+        return self.limits.restrict(self.parameters if self.parameters is not None else defaults)
+
+    @property
+    def offered_resolutions(self) -> list[str]:
+        """The resolutions the model offers (empty: not restricted)."""
+        options = self.catalog_parameters.get("resolution", {}).get("options", [])
+        return [str(o) for o in options]
 
 
 def _default_models() -> dict[str, ModelConfig]:
@@ -330,7 +351,9 @@ class Settings(_Section):
             )
         for slug, model in self.models.items():
             _check_backend(slug, model, self.providers)
-            for problem in model.pricing.problems(model.resolutions):
+            for problem in model.limits.problems(model.parameters) + model.pricing.problems(
+                model.offered_resolutions
+            ):
                 raise ValueError(f"models.{slug}: {problem}")
         return self
 

@@ -6,13 +6,7 @@ from dataclasses import dataclass, field
 
 from vidgate.config import Settings
 from vidgate.metrics import Metrics
-from vidgate.runs.catalog import (
-    LOCAL_BACKENDS,
-    Catalog,
-    ModelSpec,
-    generic_parameters,
-    testcard_parameters,
-)
+from vidgate.runs.catalog import Catalog, ModelSpec
 from vidgate.storage.base import Storage
 from vidgate.storage.local import LocalStorage, load_or_create_secret
 from vidgate.storage.location import S3Location
@@ -34,9 +28,6 @@ class Services:
 def build_catalog(settings: Settings) -> Catalog:
     models = {}
     for slug, config in settings.enabled_models().items():
-        default_params = (
-            testcard_parameters() if config.backend in LOCAL_BACKENDS else generic_parameters()
-        )
         models[slug] = ModelSpec(
             slug=slug,
             backend=config.backend,
@@ -48,7 +39,8 @@ def build_catalog(settings: Settings) -> Catalog:
             image_to_video=config.image_to_video,
             pricing=config.pricing,
             deadline_s=config.deadline_s,
-            parameters=config.parameters if config.parameters is not None else default_params,
+            parameters=config.catalog_parameters,
+            limits=config.limits,
             options=dict(config.options),
         )
     return Catalog(models)

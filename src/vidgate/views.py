@@ -53,6 +53,8 @@ def _data(run: RunView, link: OutputLink | None, queue_position: int | None) -> 
         data["progress"] = 0
     if queue_position is not None and run.status is Status.IN_QUEUE:
         data["queuePosition"] = queue_position
+    if run.adjusted:
+        data["adjusted"] = run.adjusted
     for key, value in (
         ("createdAt", iso(run.created_at)),
         ("startedAt", iso(run.started_at)),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidgate.runs.errors import InvalidRequest, UnknownModel
+from vidgate.runs.limits import ModelLimits
 from vidgate.runs.pricing import Pricing
 from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
 
@@ -67,6 +68,8 @@ class ModelSpec:
     deadline_s: float = 3600.0
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    limits: ModelLimits = field(default_factory=ModelLimits)
+    """The values the provider takes; ``parameters`` already shows them."""
 
     @property
     def is_local(self) -> bool:

@@ -35,6 +35,7 @@ def prepare_run(
     ``webhookUrl`` uses ``default_webhook_url`` (the key's), if any."""
     request = normalise(body, limits)
     spec = catalog.get(request.model)
+    request, adjusted = spec.limits.apply(request, spec.slug)
     spec.validate(request)
     moderation.check(request)
     webhook_url = request.webhook_url or default_webhook_url
@@ -49,6 +50,7 @@ def prepare_run(
         request=request.to_json(),
         cost=spec.estimate_cost(request),
         video_s=spec.seconds_of(request),
+        adjusted=adjusted or None,
         available_at=available_at,
         deadline_at=None if spec.is_local else now + spec.deadline_s,
         idempotency_key=idempotency_key,

@@ -74,6 +74,11 @@ class Output(_Wire):
     video: VideoRef
 
 
+class Adjustment(_Wire):
+    requested: int | float | str = Field(description="What the submit asked for")
+    used: int | str = Field(description="The nearest value the model allows, which was used")
+
+
 class _StatusData(_Wire):
     output: Output | None = Field(None, description="Only when COMPLETED")
     cost: float
@@ -87,6 +92,11 @@ class _StatusData(_Wire):
     completedAt: str | None = Field(None, description="extension: ISO 8601")
     providerStatus: str | None = Field(None, description="extension: raw upstream status")
     expiresAt: str | None = Field(None, description="extension: when output.video.url expires")
+    adjusted: dict[str, Adjustment] | None = Field(
+        None,
+        description="extension: parameters moved to the nearest value the model allows "
+        "(duration, resolution, aspect_ratio), on models configured to snap",
+    )
 
 
 class LegacyStatusData(_StatusData):

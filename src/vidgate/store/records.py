@@ -46,6 +46,7 @@ class RunRecord:
     webhook_url: str | None = None
     webhook_events: str | None = None
     video_s: float | None = None
+    adjusted: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
@@ -82,6 +83,8 @@ class StatusRow(NamedTuple):
     started_at: float | None
     completed_at: float | None
     seq: int
+    adjusted: dict[str, Any] | None
+    """What a snapping model changed in the request: ``{field: {"requested", "used"}}``."""
 
 
 RunView = RunRecord | StatusRow
@@ -197,6 +200,8 @@ class NewRun:
     webhook_events: str | None = None
     video_s: float | None = None
     """The seconds of video asked for (the model's default when the request names none)."""
+    adjusted: dict[str, Any] | None = None
+    """What the model's limits snapped: ``{field: {"requested": ..., "used": ...}}``."""
     created_at: float | None = None
     """When the submit was accepted (its id is made from the same clock reading, so runs
     sort the same by either); the store's clock when None."""

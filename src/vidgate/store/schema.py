@@ -78,6 +78,7 @@ runs = Table(
     Column("webhook_url", String(2000)),
     Column("webhook_events", String(200)),
     Column("video_s", Float),
+    Column("adjusted", JSON),
     UniqueConstraint("api_key_id", "idempotency_key", name="uq_runs_key_idempotency"),
 )
 
