@@ -3,12 +3,14 @@ them, and the checks at config load."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from vidgate.config import ConfigError, load_settings
-from vidgate.runs.catalog import generic_parameters
+from vidgate.runs.catalog import Catalog, ModelSpec, generic_parameters
 from vidgate.runs.errors import InvalidRequest
 from vidgate.runs.limits import (
     ModelLimits,
@@ -18,6 +20,7 @@ from vidgate.runs.limits import (
 )
 from vidgate.runs.moderation import Moderation
 from vidgate.runs.request import Limits, normalise
+from vidgate.runs.request_schema import submit_schema
 from vidgate.runs.submit import prepare_run
 from vidgate.services import build_catalog
 
@@ -151,3 +154,29 @@ def test_bad_limits_are_refused_at_load(tmp_path: Path, model: str, needle: str)
     with pytest.raises(ConfigError) as refused:
         _settings(tmp_path, model)
     assert needle in str(refused.value)
+
+
+@pytest.mark.parametrize("snap", [False, True])
+def test_the_published_submit_schema_accepts_what_the_limits_accept(snap: bool) -> None:
+    spec = ModelSpec(
+        slug="veo3-video",
+        backend="veo",
+        name="Veo 3",
+        parameters=VEO.restrict(generic_parameters()),
+        limits=dataclasses.replace(VEO, snap=snap),
+    )
+    validator = Draft202012Validator(submit_schema(Catalog({spec.slug: spec}), Limits()))
+    bodies = [
+        {"duration": duration, "resolution": resolution, "aspect_ratio": aspect}
+        for duration in (6, 6.0, "6s", " 06 ", "8.0", 5, "5s", 4.5, 30)
+        for resolution, aspect in (("720p", "16:9"), ("480P", "16:9"), ("1080p", "9:16"))
+    ]
+    for fields in bodies:
+        body = {"model": spec.slug, "prompt": "p", **fields}
+        try:
+            request, _ = spec.limits.apply(normalise(body), spec.slug)
+            spec.validate(request)
+            accepted = True
+        except InvalidRequest:
+            accepted = False
+        assert validator.is_valid(body) == accepted, body
