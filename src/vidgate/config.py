@@ -14,7 +14,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -36,6 +36,7 @@ from vidgate.runs.catalog import (
     generic_parameters,
     testcard_parameters,
 )
+from vidgate.runs.limits import ModelLimits
 from vidgate.storage.location import S3Location, storage_location
 
 DEFAULT_DATA_DIR = Path(".vidgate")
@@ -249,6 +250,21 @@ class ModelConfig(PriceFields, HealthFields):
     parameters: dict[str, dict[str, Any]] | None = None
     """Catalog parameter specs; omitted → the backend's defaults."""
     options: dict[str, Any] = Field(default_factory=dict)
+    durations: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    resolutions: list[str] = Field(default_factory=list)
+    aspect_ratios: list[str] = Field(default_factory=list)
+    """The values the provider takes (empty: any): see :mod:`vidgate.runs.limits`."""
+    snap_to_allowed: bool = False
+    """Move a value outside them to the nearest allowed one instead of refusing it."""
+
+    @property
+    def limits(self) -> ModelLimits:
+        return ModelLimits(
+            tuple(self.durations),
+            tuple(self.resolutions),
+            tuple(self.aspect_ratios),
+            snap=self.snap_to_allowed,
+        )
 
     @model_validator(mode="after")
     def _one_form(self) -> ModelConfig:
@@ -285,7 +301,11 @@ class ModelConfig(PriceFields, HealthFields):
 
     @property
     def catalog_parameters(self) -> dict[str, dict[str, Any]]:
-        """The parameters the catalog shows: the section's own, else the backend's."""
+        """The parameters the catalog shows: the section's own, else the backend's, within
+        the model's limits."""
+        return self.limits.restrict(self._own_or_backend_parameters())
+
+    def _own_or_backend_parameters(self) -> dict[str, dict[str, Any]]:
         if self.parameters is not None:
             return self.parameters
         route = self.first_route
@@ -294,7 +314,7 @@ class ModelConfig(PriceFields, HealthFields):
         return testcard_parameters() if route.backend in LOCAL_BACKENDS else generic_parameters()
 
     @property
-    def resolutions(self) -> list[str]:
+    def offered_resolutions(self) -> list[str]:
         """The resolutions the model offers (empty: not restricted)."""
         options = self.catalog_parameters.get("resolution", {}).get("options", [])
         return [str(o) for o in options]
@@ -377,8 +397,10 @@ class Settings(_Section):
                     )
                     if wrong is not None:
                         raise ValueError(f"{where}{wrong}")
-                for problem in route.pricing.problems(model.resolutions):
+                for problem in route.pricing.problems(model.offered_resolutions):
                     raise ValueError(f"{where}: {problem}")
+            for problem in model.limits.problems(model.parameters):
+                raise ValueError(f"models.{slug}: {problem}")
         unknown = sorted(set(worker.models or ()) - set(self.enabled_models()))
         if unknown:
             raise ValueError(

@@ -6,10 +6,7 @@ from dataclasses import dataclass, field
 
 from vidgate.config import Settings
 from vidgate.metrics import Metrics
-from vidgate.runs.catalog import (
-    Catalog,
-    ModelSpec,
-)
+from vidgate.runs.catalog import Catalog, ModelSpec
 from vidgate.storage.base import Storage
 from vidgate.storage.local import LocalStorage, load_or_create_secret
 from vidgate.storage.location import S3Location
@@ -49,6 +46,7 @@ def build_catalog(settings: Settings) -> Catalog:
             pricing=first.pricing,
             deadline_s=config.deadline_s,
             parameters=config.catalog_parameters,
+            limits=config.limits,
             options=dict(first.options),
             routes=routes,
             fallback_on_content_policy=config.fallback_on_content_policy,

@@ -21,6 +21,11 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+UNIFIED_CANCELLED = "CANCELED"
+"""A cancelled run's nested ``data.status`` on the unified route (and so in its events and
+webhooks), spelt as upstream documents that route; the legacy route keeps ``CANCELLED``."""
+
+
 @dataclass(frozen=True)
 class OutputLink:
     url: str
@@ -66,6 +71,8 @@ def _data(run: RunView, link: OutputLink | None, queue_position: int | None) -> 
         data["progress"] = 0
     if queue_position is not None and run.status is Status.IN_QUEUE:
         data["queuePosition"] = queue_position
+    if run.adjusted:
+        data["adjusted"] = run.adjusted
     for key, value in (
         ("createdAt", iso(run.created_at)),
         ("startedAt", iso(run.started_at)),
@@ -94,7 +101,12 @@ def unified_status(
     extensions: ``thumbnailUrl`` (the poster), ``videoDeleted`` (and when, and why)."""
     link = links.video if links is not None else None
     data = _data(run, link, queue_position)
-    data = {"status": data.pop("status"), "requestId": run.id, **data}
+    data.pop("status")
+    data = {
+        "status": UNIFIED_CANCELLED if run.status is Status.CANCELLED else run.status.value,
+        "requestId": run.id,
+        **data,
+    }
     body: dict[str, Any] = {
         "requestId": run.id,
         "model": run.model,

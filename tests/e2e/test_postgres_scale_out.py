@@ -45,7 +45,7 @@ def test_api_and_two_workers_on_postgres(tmp_path, postgres_url: str) -> None:  
             json={"runId": cancelled},
             headers=server.headers(),
         )
-        assert response.json()["data"]["status"] == "CANCELLED"
+        assert response.json()["data"]["status"] == "CANCELED"
         for run_id in runs:
             final = wait_terminal(server, run_id, timeout=120)
             assert final["status"] == "COMPLETED", final

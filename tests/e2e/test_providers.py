@@ -228,7 +228,7 @@ def test_cancel_reaches_the_provider(stack, case: ProviderCase) -> None:  # type
         json={"runId": run_id},
         headers=server.headers(),
     )
-    assert response.json()["data"]["status"] == "CANCELLED"
+    assert response.json()["data"]["status"] == "CANCELED"
     deadline = time.monotonic() + 30
     while _cancel_calls(case) - case.baseline["cancels"] < 1:
         assert time.monotonic() < deadline, "the provider never heard of the cancel"

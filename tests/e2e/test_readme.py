@@ -120,7 +120,9 @@ def test_readme_provider_configs_work_end_to_end(tmp_path: Path, png_data_url: s
             assert len(models) == len(configs)
             runs = {}
             for slug, model in models.items():
-                body = {"model": slug, "prompt": "a lighthouse in a storm", "duration": 5}
+                allowed = model["supported_parameters"]["durations"]  # the README's lists
+                duration = 5 if 5 in allowed else allowed[0]
+                body = {"model": slug, "prompt": "a lighthouse in a storm", "duration": duration}
                 if not model["capabilities"]["text_to_video"]:
                     body["imageDataUrl"] = png_data_url
                 response = httpx.post(

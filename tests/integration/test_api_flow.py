@@ -178,10 +178,20 @@ def test_catalog_lists_the_configured_models(live_server: LiveServer) -> None:
     assert text["object"] == "model" and text["architecture"]["output_modalities"] == ["video"]
     assert text["capabilities"]["text_to_video"] is True
     assert by_id["testcard-image-video"]["capabilities"]["image_to_video"] is True
-    params = text["supported_parameters"]["parameters"]
+    supported = text["supported_parameters"]
+    params = supported["parameters"]
     assert params["duration"]["min"] == 1 and params["duration"]["max"] == 20
     assert "1080p" in params["resolution"]["options"]
-    assert text["pricing"]["currency"] == "USD"
+    # The flat lists clients read, beside the nested specs and saying the same.
+    assert supported["resolutions"] == params["resolution"]["options"]
+    assert supported["durations"] == list(range(1, 21))
+    assert supported["aspect_ratios"] == params["aspect_ratio"]["options"]
+    assert supported["defaults"]["resolution"] in supported["resolutions"]
+    # A free model's price map: nothing at each resolution.
+    assert text["pricing"] == {
+        "currency": "USD",
+        "per_video": {resolution: 0.0 for resolution in supported["resolutions"]},
+    }
 
 
 def test_both_auth_headers_work_and_runs_are_per_key(live_server: LiveServer) -> None:

@@ -48,6 +48,7 @@ BASE = "https://vid.example"
         ("CANCELLED", RunStatus.CANCELLED),
         ("CANCELED", RunStatus.CANCELLED),
         ("canceled", RunStatus.CANCELLED),
+        ("cancelled", RunStatus.CANCELLED),
         (" Completed ", RunStatus.COMPLETED),
         ("expired", RunStatus.UNKNOWN),
         ("aborted", RunStatus.UNKNOWN),

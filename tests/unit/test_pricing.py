@@ -55,18 +55,28 @@ def test_a_request_without_resolution_or_duration_is_priced_at_the_models_defaul
     assert spec.cost(1.5, request) == pytest.approx(0.6)  # the seconds actually made
 
 
-def test_the_catalog_shows_the_table() -> None:
-    table = Pricing(by_resolution_usd={"480p": 0.72, "1080p": 1.8}, per_second_usd=0.01)
-    assert table.to_json() == {
+def test_the_catalog_shows_maps_by_resolution() -> None:
+    offered = ["480p", "720p", "1080p"]
+    table = Pricing(
+        by_resolution_usd={"480p": 0.72, "1080p": 1.8}, per_video_usd=1.0, per_second_usd=0.01
+    )
+    assert table.to_json(offered) == {
         "currency": "USD",
-        "per_video": {"480p": 0.72, "1080p": 1.8},
-        "per_second": 0.01,
+        "per_video": {"480p": 0.72, "720p": 1.0, "1080p": 1.8},
+        "per_second": {"480p": 0.01, "720p": 0.01, "1080p": 0.01},
     }
-    assert Pricing().to_json() == {"currency": "USD", "per_video": 0.0}
-    assert Pricing(by_duration_usd={10: 0.9, 5: 0.5}).to_json()["per_duration"] == {
-        "5": 0.5,
-        "10": 0.9,
+    assert Pricing().to_json(["480p"]) == {"currency": "USD", "per_video": {"480p": 0.0}}
+    assert Pricing(per_video_usd=0.35).to_json() == {
+        "currency": "USD",
+        "per_video": {"default": 0.35},
     }
+    rates = Pricing(per_second_by_resolution_usd={"720p": 0.1}, per_second_usd=0.05)
+    assert rates.to_json(["480p", "720p"])["per_second"] == {"480p": 0.05, "720p": 0.1}
+    tiers = Pricing(by_duration_usd={10: 0.9, 5: 0.5}).to_json(offered)
+    assert tiers == {"currency": "USD", "per_duration": {"5": 0.5, "10": 0.9}}
+    # Every map gives what a run at that resolution pays.
+    for resolution, price in table.to_json(offered)["per_video"].items():
+        assert table.cost(0, resolution) == price
 
 
 def test_prices_load_from_config(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidgate.runs.errors import InvalidRequest, UnknownModel
+from vidgate.runs.limits import ModelLimits
 from vidgate.runs.pricing import Pricing
 from vidgate.runs.request import ASPECT_RATIOS, GenerationRequest
 from vidgate.runs.routing import Route
@@ -78,6 +79,8 @@ class ModelSpec:
     """Whether a provider's content-policy refusal at submit sends the run to the next route."""
     allow_provider_preferences: bool = True
     """Whether a request may order or restrict the routes (its ``provider`` object)."""
+    limits: ModelLimits = field(default_factory=ModelLimits)
+    """The values the provider takes; ``parameters`` already shows them."""
 
     @property
     def is_local(self) -> bool:
@@ -172,7 +175,8 @@ class ModelSpec:
         inputs = (["text"] if self.text_to_video else []) + (
             ["image"] if self.image_to_video else []
         )
-        pricing = self.pricing.to_json()
+        flat = flat_parameters(self.parameters)
+        pricing = self.pricing.to_json(flat["resolutions"])
         return {
             "id": self.slug,
             "object": "model",
@@ -191,10 +195,27 @@ class ModelSpec:
                 "audio_generation": False,
             },
             "supported_parameters": {
+                **flat,
                 "parameters": self.parameters,
                 "defaults": {k: v["default"] for k, v in self.parameters.items() if "default" in v},
             },
         }
+
+
+def flat_parameters(parameters: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
+    """The flat lists clients read beside the nested specs: ``resolutions`` and
+    ``aspect_ratios`` (strings), ``durations`` (whole seconds: the allowed list, else every
+    one from the duration's min to its max; empty when neither is known)."""
+    duration = parameters.get("duration", {})
+    durations = [int(d) for d in duration.get("options", [])]
+    low, high = duration.get("min"), duration.get("max")
+    if not durations and isinstance(low, int | float) and isinstance(high, int | float):
+        durations = list(range(math.ceil(low), math.floor(high) + 1))
+    return {
+        "resolutions": [str(o) for o in parameters.get("resolution", {}).get("options", [])],
+        "durations": durations,
+        "aspect_ratios": [str(o) for o in parameters.get("aspect_ratio", {}).get("options", [])],
+    }
 
 
 def _fmt(seconds: float) -> str:

@@ -15,7 +15,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,17 +72,30 @@ class Pricing:
                 )
         return found
 
-    def to_json(self) -> dict[str, Any]:
-        """The catalog's ``pricing`` object."""
+    def to_json(self, resolutions: Sequence[str] = ()) -> dict[str, Any]:
+        """The catalog's ``pricing`` object for a model offering ``resolutions``: prices as
+        maps by resolution, as clients read them (``per_video: {"480p": 0.72}``).
+
+        * ``per_video``: the per-video part at each offered resolution (a free model's map
+          holds zeros); where a duration tier sets it, only the resolutions priced apart;
+        * ``per_second``: the rate at each offered resolution, when the model has one;
+        * ``per_duration``: the tiers, ``{"5": 0.5, "10": 0.9}`` (seconds as strings).
+
+        A model offering no resolution list is priced under the key ``"default"`` (and the
+        resolutions its tables name)."""
+        names = list(resolutions) or ["default"]
         pricing: dict[str, Any] = {"currency": "USD"}
-        if self.by_resolution_usd:
-            pricing["per_video"] = dict(self.by_resolution_usd)
-        elif self.per_video_usd or self.is_free:
-            pricing["per_video"] = self.per_video_usd
+        per_video = dict(self.by_resolution_usd)
+        if not self.by_duration_usd:
+            per_video = {r: self.by_resolution_usd.get(r, self.per_video_usd) for r in names}
+            per_video.update(self.by_resolution_usd)
+        if per_video:
+            pricing["per_video"] = per_video
         if self.by_duration_usd:
             pricing["per_duration"] = {str(k): v for k, v in sorted(self.by_duration_usd.items())}
-        if self.per_second_by_resolution_usd:
-            pricing["per_second"] = dict(self.per_second_by_resolution_usd)
-        elif self.per_second_usd:
-            pricing["per_second"] = self.per_second_usd
+        if self.per_second_usd or self.per_second_by_resolution_usd:
+            rates = self.per_second_by_resolution_usd
+            per_second = {r: rates.get(r, self.per_second_usd) for r in names}
+            per_second.update(rates)
+            pricing["per_second"] = per_second
         return pricing

@@ -104,7 +104,15 @@ def duration_number_pattern(low: int | None, high: int | None) -> str:
 
 
 def duration_schema(spec: ModelSpec | None) -> Schema:
-    """A duration in seconds: a number, or a string like ``"5"`` or ``"5s"``."""
+    """A duration in seconds: a number, or a string like ``"5"`` or ``"5s"``; one of a
+    model's allowed durations where it lists them (any, where it snaps to them)."""
+    allowed, snap = (spec.limits.durations, spec.limits.snap) if spec is not None else ((), False)
+    if allowed and not snap:
+        digits = "0*(?:" + "|".join(literal(str(d)) for d in allowed) + r")(?:\.0+)?"
+        text = {"type": "string", "pattern": DURATION_PATTERN.format(number=digits)}
+        return {"anyOf": [{"type": "number", "enum": list(allowed)}, text]}
+    if allowed:  # snapped: any duration becomes an allowed one
+        spec = None
     bounds = (spec.parameters.get("duration") or {}) if spec is not None else {}
     low, high = bounds.get("min"), bounds.get("max")
     high = MAX_DURATION_S if high is None else min(high, MAX_DURATION_S)
@@ -148,10 +156,13 @@ def data_url_pattern(max_bytes: int) -> str:
 
 def _plain(spec: ModelSpec, limits: Limits) -> dict[str, Schema]:
     """The fields whose rule is their own (each independent of the others)."""
+    snap = spec.limits.snap  # a value outside the lists becomes the nearest one in them
     aspects = spec.parameters.get("aspect_ratio", {}).get("options") or ASPECT_RATIOS
+    if snap and spec.limits.aspect_ratios:
+        aspects = ASPECT_RATIOS
     resolution: Schema = {"type": "string", "pattern": RESOLUTION_PATTERN}
     options = spec.parameters.get("resolution", {}).get("options")
-    if options:
+    if options and not (snap and spec.limits.resolutions):
         valid = [r for r in options if r == r.lower() and fullmatch(RESOLUTION_FORMS, r)]
         resolution = {"type": "string", "pattern": _one_of(valid)}
     return {

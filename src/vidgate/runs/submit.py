@@ -40,6 +40,7 @@ def prepare_run(
     ``provider`` preferences ask for."""
     request = normalise(body, limits)
     spec = catalog.get(request.model)
+    request, adjusted = spec.limits.apply(request, spec.slug)
     spec.validate(request)
     asked = body.get("provider") if isinstance(body, Mapping) else None
     preferences = None if asked is None else parse_preferences(asked)
@@ -66,6 +67,7 @@ def prepare_run(
         # A hold that covers whichever route makes it; the route's own price once chosen.
         cost=max(spec.on_route(r).estimate_cost(request) for r in routes if r.provider in chosen),
         video_s=spec.seconds_of(request),
+        adjusted=adjusted or None,
         available_at=available_at,
         deadline_at=None if spec.is_local else now + spec.deadline_s,
         idempotency_key=idempotency_key,

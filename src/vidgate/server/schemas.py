@@ -74,8 +74,12 @@ class Output(_Wire):
     video: VideoRef
 
 
+class Adjustment(_Wire):
+    requested: int | float | str = Field(description="What the submit asked for")
+    used: int | str = Field(description="The nearest value the model allows, which was used")
+
+
 class _StatusData(_Wire):
-    status: Status = Field(description="Current status")
     output: Output | None = Field(None, description="Only when COMPLETED")
     cost: float
     error: str | None = Field(None, description="Why the run failed or was cancelled")
@@ -102,13 +106,22 @@ class _StatusData(_Wire):
     videoDeletedReason: str | None = Field(
         None, description="extension: with videoDeleted, what happened and what to do"
     )
+    adjusted: dict[str, Adjustment] | None = Field(
+        None,
+        description="extension: parameters moved to the nearest value the model allows "
+        "(duration, resolution, aspect_ratio), on models configured to snap",
+    )
 
 
 class LegacyStatusData(_StatusData):
+    status: Status = Field(description="Current status")
     request_id: str = Field(description="The provider's request id; the run id for local runs")
 
 
 class UnifiedStatusData(_StatusData):
+    status: Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELED"] = Field(
+        description="Current status; a cancelled run is CANCELED (one L) on this route"
+    )
     requestId: str = Field(description="The run id")
 
 
@@ -184,9 +197,58 @@ class WebhookDeliveries(_Wire):
     deliveries: list[WebhookDelivery] = Field(description="Oldest first")
 
 
+class CatalogPricing(_Wire):
+    currency: Literal["USD"]
+    per_video: dict[str, float] | None = Field(
+        None, description="USD per video by resolution (the per-video part of the price)"
+    )
+    per_second: dict[str, float] | None = Field(
+        None, description="USD per second of video by resolution"
+    )
+    per_duration: dict[str, float] | None = Field(
+        None,
+        description="USD per video by duration tier (seconds, as strings): a run pays the "
+        "smallest tier that holds its duration",
+    )
+
+
+class Architecture(_Wire):
+    modality: Literal["video"]
+    input_modalities: list[Literal["text", "image"]]
+    output_modalities: list[Literal["video"]]
+
+
+class Capabilities(_Wire):
+    video_generation: bool
+    text_to_video: bool
+    image_to_video: bool
+    audio_generation: bool
+
+
+class SupportedParameters(_Wire):
+    resolutions: list[str] = Field(description="The resolutions the model takes")
+    durations: list[int] = Field(description="The durations the model takes, in seconds")
+    aspect_ratios: list[str] = Field(description="The aspect ratios the model takes")
+    parameters: dict[str, dict[str, Any]] = Field(
+        description="Upstream's nested specs: type, default, options or min and max"
+    )
+    defaults: dict[str, Any]
+
+
+class CatalogModel(_Wire):
+    id: str
+    object: Literal["model"]
+    name: str
+    description: str
+    architecture: Architecture
+    pricing: CatalogPricing
+    capabilities: Capabilities
+    supported_parameters: SupportedParameters
+
+
 class ModelList(_Wire):
     object: Literal["list"]
-    data: list[dict[str, Any]]
+    data: list[CatalogModel]
     meta: dict[str, Any]
 
 

@@ -35,13 +35,15 @@ _KEY_INDEX = StatusRow._fields.index("api_key_id")
 _STATUS_INDEX = StatusRow._fields.index("status")
 _STATE_INDEX = StatusRow._fields.index("provider_state")
 _NSFW_INDEX = StatusRow._fields.index("is_nsfw")
+_JSON_INDEXES = (_STATE_INDEX, StatusRow._fields.index("adjusted"))
 
 
 def _status_row(values: list[Any]) -> StatusRow:
     values[_STATUS_INDEX] = Status(values[_STATUS_INDEX])
-    state = values[_STATE_INDEX]
-    if isinstance(state, str | bytes):  # raw SQLite: JSON as text, as json.dumps wrote it
-        values[_STATE_INDEX] = json.loads(state)
+    for index in _JSON_INDEXES:
+        value = values[index]
+        if isinstance(value, str | bytes):  # raw SQLite: JSON as text, as json.dumps wrote it
+            values[index] = json.loads(value)
     values[_NSFW_INDEX] = bool(values[_NSFW_INDEX])
     return StatusRow._make(values)
 

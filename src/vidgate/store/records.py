@@ -53,6 +53,7 @@ class RunRecord:
     """The route (``[providers.X]`` section) the run was last submitted to."""
     routes: str | None = None
     """The providers the run may use, in order, comma-separated; None: the model's routes."""
+    adjusted: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
@@ -92,6 +93,8 @@ class StatusRow(NamedTuple):
     thumbnail_key: str | None
     output_deleted_at: float | None
     provider: str | None
+    adjusted: dict[str, Any] | None
+    """What a snapping model changed in the request: ``{field: {"requested", "used"}}``."""
 
 
 RunView = RunRecord | StatusRow
@@ -221,6 +224,8 @@ class NewRun:
     """The seconds of video asked for (the model's default when the request names none)."""
     routes: str | None = None
     """The providers the run may use, in order (see :func:`vidgate.runs.routing.encode_routes`)."""
+    adjusted: dict[str, Any] | None = None
+    """What the model's limits snapped: ``{field: {"requested": ..., "used": ...}}``."""
     created_at: float | None = None
     """When the submit was accepted (its id is made from the same clock reading, so runs
     sort the same by either); the store's clock when None."""

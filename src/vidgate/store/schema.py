@@ -84,6 +84,7 @@ runs = Table(
     Column("output_deleted_at", Float),
     Column("provider", String(100)),
     Column("routes", String(500)),
+    Column("adjusted", JSON),
     UniqueConstraint("api_key_id", "idempotency_key", name="uq_runs_key_idempotency"),
 )
 
