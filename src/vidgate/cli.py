@@ -58,7 +58,7 @@ def serve(
     from vidgate.server.serve import ServerNotStarted, print_welcome, serve_until_stopped
     from vidgate.worker.runtime import run_worker
 
-    settings = _settings(data_dir, config)
+    settings = _settings(data_dir, config, serving=True)
     server = settings.server.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
@@ -68,7 +68,7 @@ def serve(
     shown_host = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host  # noqa: S104
     base = settings.server.public_base_url or f"http://{shown_host}:{server.port}"
     print_welcome(base, first_key, settings)
-    logs.configure(log_level.upper(), secrets=settings.provider_api_keys(), log_format=log_format)
+    logs.configure(log_level.upper(), secrets=settings.log_secrets(), log_format=log_format)
     with_worker = not no_worker and settings.worker.enabled
     try:
         failure = serve_until_stopped(
@@ -135,9 +135,10 @@ def worker(
     from vidgate.worker.runtime import run_worker
 
     only = [slug.strip() for slug in models.split(",") if slug.strip()] if models else None
-    settings = _settings(data_dir, config, **({"worker.models": only} if only else {}))
+    overrides = {"worker.models": only} if only else {}
+    settings = _settings(data_dir, config, serving=True, **overrides)
     _check_storage(settings)
-    logs.configure(log_level.upper(), secrets=settings.provider_api_keys(), log_format=log_format)
+    logs.configure(log_level.upper(), secrets=settings.log_secrets(), log_format=log_format)
     port = metrics_port if metrics_port is not None else settings.metrics.worker_port
 
     async def main() -> None:

@@ -53,9 +53,16 @@ def provider_list(value: str, settings: Settings) -> str:
     return ",".join(dict.fromkeys(names))
 
 
-def _settings(data_dir: Path | None, config: Path | None, **overrides: object) -> Settings:
+def _settings(
+    data_dir: Path | None, config: Path | None, *, serving: bool = False, **overrides: object
+) -> Settings:
+    """The settings, or exit 2 saying what is wrong. ``serving``: the command serves
+    ``/metrics`` (``serve``, ``worker``), so the metrics token must be there too."""
     try:
-        return load_settings(config_file=config, data_dir=data_dir, overrides=overrides or None)
+        settings = load_settings(config_file=config, data_dir=data_dir, overrides=overrides or None)
+        if serving:
+            settings.metrics_token()
+        return settings
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -332,7 +332,12 @@ async def test_metrics_can_ask_for_a_token_or_be_off(
     monkeypatch.setenv("VIDGATE_TEST_METRICS_TOKEN", "scrape-token-1")
     guarded = _settings(tmp_path / "a", metrics={"token_env": "VIDGATE_TEST_METRICS_TOKEN"})
     async with _app(guarded, worker=None) as client:
-        for sent in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-token-1"}):
+        for sent in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "scrape-token-1"},
+            {"Authorization": "Bearer caf\u00e9".encode("latin-1")},  # not ASCII: still a 401
+        ):
             refused = await client.get("/metrics", headers=sent)
             assert refused.status_code == 401, sent
             assert refused.headers["www-authenticate"] == "Bearer"

@@ -297,3 +297,19 @@ async def test_a_cancelled_stream_that_keeps_flowing_stores_nothing_and_stops(
     assert drawn <= at_cancel + 2, (at_cancel, drawn)  # it stopped drawing the source
     assert drawn < total
     assert (await http.get(case.url("vid_i/1-ab.mp4"))).status_code == 404
+
+
+async def test_a_local_url_with_a_forged_signature_is_refused(
+    case: Case, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    if case.kind != "local":
+        pytest.skip("the bucket checks its own signatures")
+    source = tmp_path / "render.mp4"
+    random_file(source, 1000)
+    await case.storage.put_file("vid_j/1-ab.mp4", source, "video/mp4")
+    url = case.url("vid_j/1-ab.mp4")
+    assert (await http.get(url)).status_code == 200
+    for forged in ("AAAA", "caf\u00e9"):  # one not even ASCII: refused, not a crash
+        signed = re.sub(r"sig=[^&]+", f"sig={forged}", url)
+        refused = await http.get(signed)
+        assert refused.status_code == 403, (forged, refused.status_code, refused.text)

@@ -236,3 +236,14 @@ def test_worker_models_from_the_command_line_keep_the_files_worker_section(
     assert settings.worker.concurrency == 3
     with pytest.raises(ConfigError, match=r"worker\.models names 'wan-t2v', which is not a model"):
         load_settings(config_file=config, env={}, overrides={"worker.models": ["wan-t2v"]})
+
+
+def test_a_missing_metrics_token_stops_what_serves_metrics_only(tmp_path: Path) -> None:
+    """``vidgate keys`` and ``migrate`` load the settings without the service's environment
+    file; only ``serve`` and ``worker``, which serve ``/metrics``, need the token."""
+    config = tmp_path / "c.toml"
+    config.write_text('[metrics]\ntoken_env = "VIDGATE_METRICS_TOKEN"\n')
+    settings = load_settings(config_file=config, env={})
+    with pytest.raises(ConfigError, match="token_env names VIDGATE_METRICS_TOKEN"):
+        settings.metrics_token({})
+    assert settings.metrics_token({"VIDGATE_METRICS_TOKEN": " t0ken "}) == "t0ken"

@@ -117,7 +117,9 @@ def scrape_refusal(enabled: bool, token: str | None, request: Request) -> Respon
     if token is not None:
         sent = request.headers.get("authorization", "")
         scheme, _, value = sent.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        ):
             message = (
                 "metrics need a token: send 'Authorization: Bearer TOKEN' with the token "
                 "in the environment variable that [metrics] token_env names"

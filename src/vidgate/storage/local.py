@@ -191,7 +191,7 @@ class LocalStorage:
         FileNotFoundError if the file is gone."""
         if not exp or not sig or not (exp.isascii() and exp.isdigit() and len(exp) <= 12):
             raise BadSignature("this file URL is missing its signature (exp and sig)")
-        if not hmac.compare_digest(self._sign(key, int(exp)), sig):
+        if not hmac.compare_digest(self._sign(key, int(exp)).encode(), sig.encode()):
             raise BadSignature("this file URL's signature is not valid")
         if int(exp) < time.time():
             raise BadSignature("this file URL has expired; fetch the run's status for a new one")
