@@ -150,7 +150,10 @@ async def _accept(state: AppState, request: Request, key: KeyRecord) -> Response
         ) from None
     remaining = None
     if key.budget_usd_per_day is not None:
-        remaining = (await state.store.balance(key)).remaining_usd
+        # The run is committed: a database outage now must not turn its 202 into a 503 (a
+        # client would submit again); the balance is then left out (null).
+        with contextlib.suppress(StoreUnavailable):
+            remaining = (await state.store.balance(key)).remaining_usd
     headers = {} if created else {"Idempotent-Replayed": "true"}
     body = submit_response(run, remaining_usd=remaining)
     return Response(encode(body), 202, headers, "application/json")
