@@ -277,6 +277,26 @@ async def test_after_a_lost_answer_sent_again_the_run_stays_on_that_route(
     assert stack.fal.counted.posts == 3 and stack.replicate.counted.posts == 0
 
 
+async def test_a_pinned_run_whose_route_is_skipped_waits_for_that_route_only(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    """A job may exist at the route a run is pinned to: when that route is skipped (its
+    circuit opened meanwhile), the run waits for it, still pinned, and no other provider is
+    asked."""
+    async with routing(tmp_path, http, spec(failures=1), retry_ambiguous=("fal",)) as stack:
+        stack.fal.state.faults.push("submit", Fault(status=502))  # unclear: a job may exist
+        stack.fal.state.faults.push("submit", Fault(status=429))  # a refusal opens the circuit
+        run_id = await stack.submit()
+        deadline = time.monotonic() + 10
+        while (parked := await stack.store.get(run_id)).available_at < time.time() + 5:
+            assert time.monotonic() < deadline, parked
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+    assert stack.breakers.snapshot()["wan/fal"]["state"] == "open"
+    assert parked.provider == "fal" and (parked.provider_state or {}).get("pinned") == "fal"
+    assert stack.replicate.counted.posts == 0 and stack.fal.counted.posts == 2
+
+
 async def test_a_content_policy_refusal_fails_over_only_where_the_model_allows(
     tmp_path: Path, http: httpx.AsyncClient
 ) -> None:

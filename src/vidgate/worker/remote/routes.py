@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from vidgate.backends.base import BackendError, GenerationFailed, ProviderUnavailable, RemoteBackend
 from vidgate.logs import event
@@ -125,7 +126,9 @@ class Routing(Submits):
                 )
         summary = "; ".join(passed)
         if refusal is None:  # no route could be tried now
-            await self._wait_for_routes(run, wait_s or self.submit_backoff_s, summary)
+            await self._wait_for_routes(
+                run, wait_s or self.submit_backoff_s, summary, pinned, attempts
+            )
         elif isinstance(refusal, GenerationFailed):
             if len(passed) > 1:
                 refusal = GenerationFailed(
@@ -166,20 +169,32 @@ class Routing(Submits):
         if self.metrics is not None and len(spec.all_routes) > 1:
             self.metrics.failover(spec.slug, route.provider, reason)
 
-    async def _wait_for_routes(self, run: RemoteRun, wait_s: float, summary: str) -> None:
+    async def _wait_for_routes(
+        self,
+        run: RemoteRun,
+        wait_s: float,
+        summary: str,
+        pinned: str | None = None,
+        attempts: int = 0,
+    ) -> None:
         """Every route was passed over without a submit: look again when one may take it
-        (this counts as no failed submit), unless the run's deadline has passed."""
+        (this counts as no failed submit), unless the run's deadline has passed. A run
+        ``pinned`` to a route (a job may exist there) stays pinned while it waits."""
         if run.deadline_at is not None and time.time() > run.deadline_at:
             await self._fail(run, f"no provider could take the run before its deadline: {summary}")
             return
         event(log, "provider.routes_unavailable", run_id=run.id, why=summary)
+        kept: dict[str, Any] = {"provider": None}
+        if pinned is not None:
+            state = {**(run.provider_state or {}), "pinned": pinned, "submit_failures": attempts}
+            kept = {"provider": pinned, "provider_state": state}
         await despite_outage(
             lambda: self.store.remote_update(
                 run.id,
                 self.owner,
                 submit_started_at=None,
-                provider=None,
                 available_at=time.time() + max(wait_s, 0.05),
+                **kept,
             ),
             run_id=run.id,
         )
