@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 from PIL import Image
@@ -72,16 +74,43 @@ async def store_thumbnail(storage: Storage, video: Path, video_key: str, run_id:
 
 
 @contextlib.contextmanager
-def spool() -> Iterator[Path]:
+def spool(run_id: str) -> Iterator[Path | None]:
     """A temporary file to keep a copy of a streamed video in while it is stored, for its
-    poster; removed with its directory on leaving."""
-    with tempfile.TemporaryDirectory(prefix="vidgate-thumb-") as folder:
+    poster; removed with its directory on leaving. None when the temporary directory
+    cannot be made (full, not writable): the video is then stored without a poster."""
+    try:
+        folder = tempfile.mkdtemp(prefix="vidgate-thumb-")
+    except OSError as exc:
+        event(log, "thumbnail.failed", logging.WARNING, run_id=run_id, error=repr(exc))
+        yield None
+        return
+    try:
         yield Path(folder) / "video.mp4"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-async def tee(chunks: AsyncIterator[bytes], copy: Path) -> AsyncIterator[bytes]:
-    """The chunks as they come, each also written to ``copy``."""
-    with copy.open("wb") as handle:
+async def tee(chunks: AsyncIterator[bytes], copy: Path | None, run_id: str) -> AsyncIterator[bytes]:
+    """The chunks as they come, each also written to ``copy``. Writing the copy is only for
+    the poster: if it fails (a full disk), the copy is dropped and the chunks still flow."""
+    handle: BinaryIO | None = None
+    if copy is not None:
+        try:
+            handle = copy.open("wb")
+        except OSError as exc:
+            event(log, "thumbnail.failed", logging.WARNING, run_id=run_id, error=repr(exc))
+    try:
         async for chunk in chunks:
-            await asyncio.to_thread(handle.write, chunk)
+            if handle is not None:
+                try:
+                    await asyncio.to_thread(handle.write, chunk)
+                except OSError as exc:
+                    event(log, "thumbnail.failed", logging.WARNING, run_id=run_id, error=repr(exc))
+                    handle.close()
+                    handle = None
+                    if copy is not None:
+                        await asyncio.to_thread(copy.unlink, missing_ok=True)
             yield chunk
+    finally:
+        if handle is not None:
+            handle.close()

@@ -140,10 +140,12 @@ class Follows(Outcomes):
             return
         key = f"{run.id}/{attempt_name(run)}.mp4"  # never another operation's file
         try:
-            with spool() as copy:  # a copy on the way, for the poster
-                chunks = tee(backend.open_output(job, update.output_urls[0]), copy)
+            with spool(run.id) as copy:  # a copy on the way, for the poster
+                chunks = tee(backend.open_output(job, update.output_urls[0]), copy, run.id)
                 stored = await self.storage.put_stream(key, chunks, "video/mp4")
-                thumb = await store_thumbnail(self.storage, copy, key, run.id)
+                thumb = None
+                if copy is not None and copy.exists():  # else its failure was logged
+                    thumb = await store_thumbnail(self.storage, copy, key, run.id)
         except (ProviderUnavailable, GenerationFailed, StorageError, OSError) as exc:
             failed = failures(run, "copy_failures") + 1
             if failed >= self.copy_attempts:
