@@ -21,7 +21,7 @@ from tests.servers import serving
 from vidgate.config import Settings
 from vidgate.server.app import VidgateApp, create_app
 from vidgate.store.sql import SQLStore
-from vidgate.ui import sessions
+from vidgate.ui import live, sessions
 
 pytestmark = pytest.mark.timeout(60)
 PAGE = 4
@@ -213,6 +213,23 @@ async def test_sessions_are_signed_shared_by_processes_and_end_with_the_key(
             assert (await other.get("/ui")).status_code == 303
             events = await other.get("/ui/events")
             assert events.status_code == 401 and "sign in" in events.text
+
+
+async def test_an_open_event_stream_ends_when_its_key_is_revoked(
+    app: tuple[str, SQLStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "RECHECK_S", 0.2)
+    base, store = app
+    _, admin = await store.create_key("watcher", admin=True)
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        assert (await _sign_in(client, admin)).status_code == 303
+        async with client.stream("GET", "/ui/events") as stream:
+            assert stream.status_code == 200
+            lines = stream.aiter_lines()
+            assert (await anext(lines)).startswith("retry:")
+            await store.revoke_key("watcher")
+            seen = [line async for line in lines]  # the stream ends by itself
+    assert "event: signed-out" in seen
 
 
 async def test_what_clients_sent_is_escaped_and_no_inline_script_may_run(

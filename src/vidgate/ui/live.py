@@ -10,8 +10,10 @@ refresh (``event: resync``), as it is when the feed may have missed changes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -26,6 +28,9 @@ from vidgate.ui.render import SECURITY_HEADERS, when
 router = APIRouter(include_in_schema=False)
 MAX_PENDING = 1000
 RETRY_MS = 3000
+RECHECK_S = 5.0
+"""How often an open stream checks that its session still holds (key live and admin, cookie
+not expired); it ends, telling the page, once it does not."""
 
 
 def change_body(change: RunChange) -> dict[str, Any]:
@@ -71,17 +76,29 @@ class _Pending:
         return changes, resync
 
 
-async def _stream(events: RunEvents, heartbeat_s: float) -> AsyncIterator[str]:
+SIGNED_OUT = "event: signed-out\ndata: {}\n\n"
+
+
+async def _stream(
+    events: RunEvents, heartbeat_s: float, signed_in: Callable[[], Awaitable[bool]]
+) -> AsyncIterator[str]:
     """Listening starts with the stream (so a stream never started leaves no listener) and
-    ends with it, however it ends (a browser that goes away cancels it)."""
+    ends with it, however it ends (a browser that goes away cancels it). Every
+    :data:`RECHECK_S` it checks ``signed_in``: a revoked key or an expired session ends it."""
     pending = _Pending()
     events.add_listener(pending)
     try:
         yield f"retry: {RETRY_MS}\n\n"
+        checked = time.monotonic()
         while True:
-            try:
-                await asyncio.wait_for(pending.arrived.wait(), heartbeat_s)
-            except TimeoutError:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pending.arrived.wait(), min(heartbeat_s, RECHECK_S))
+            if time.monotonic() - checked >= RECHECK_S:
+                if not await signed_in():
+                    yield SIGNED_OUT
+                    return
+                checked = time.monotonic()
+            if not pending.arrived.is_set():
                 yield ": keep-alive\n\n"
                 continue
             changes, resync = pending.take()
@@ -99,8 +116,12 @@ async def events_route(request: Request) -> Response:
     if await sessions.session_key(state, request) is None:
         message = "sign in to the dashboard at /ui/login first"
         return Response(message, status_code=401, media_type="text/plain", headers=SECURITY_HEADERS)
+
+    async def signed_in() -> bool:
+        return await sessions.session_key(state, request) is not None
+
     return StreamingResponse(
-        _stream(state.store.events, state.settings.server.sse_heartbeat_s),
+        _stream(state.store.events, state.settings.server.sse_heartbeat_s, signed_in),
         media_type="text/event-stream",
         headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"},
     )
