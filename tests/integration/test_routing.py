@@ -277,6 +277,19 @@ async def test_after_a_lost_answer_sent_again_the_run_stays_on_that_route(
     assert stack.fal.counted.posts == 3 and stack.replicate.counted.posts == 0
 
 
+async def test_a_passing_refusal_before_a_lasting_one_means_try_again_later(
+    tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    """fal is busy (429, for now), Replicate refuses the key (for good): the run is not
+    failed, it goes back to the routes later, and fal takes it."""
+    async with routing(tmp_path, http, spec()) as stack:
+        stack.fal.state.faults.push("submit", Fault(status=429))
+        stack.replicate.state.faults.push("submit", Fault(status=401, body={"detail": "bad key"}))
+        run = await stack.run()
+    assert run.status is Status.COMPLETED and run.provider == "fal", run.error
+    assert (stack.fal.counted.posts, stack.replicate.counted.posts) == (2, 1)
+
+
 async def test_a_pinned_run_whose_route_is_skipped_waits_for_that_route_only(
     tmp_path: Path, http: httpx.AsyncClient
 ) -> None:

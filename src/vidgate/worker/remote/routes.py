@@ -99,6 +99,7 @@ class Routing(Submits):
         the one route a job may already exist at, which every later submit stays on."""
         passed: list[str] = []
         refusal: BackendError | None = None
+        passing: ProviderUnavailable | None = None  # a refusal that may not last
         wait_s: float | None = None
         for route in routes:
             backend = self.backends.get(route.provider)
@@ -114,6 +115,8 @@ class Routing(Submits):
             if refusal is None:
                 return  # accepted, failed or rescheduled
             passed.append(f"{route.provider}: {refusal}")
+            if isinstance(refusal, ProviderUnavailable):
+                passing = refusal
             if route is not routes[-1]:
                 reason = "refused" if isinstance(refusal, ProviderUnavailable) else "rejected"
                 self._count_failover(spec, route, reason)
@@ -129,6 +132,12 @@ class Routing(Submits):
             await self._wait_for_routes(
                 run, wait_s or self.submit_backoff_s, summary, pinned, attempts
             )
+        elif isinstance(refusal, GenerationFailed) and passing is not None:
+            # The last route refused for good, an earlier one only for now: try again later.
+            await self._submit_again(run, passing, attempts + 1, summary=summary, pinned=pinned)
+        elif isinstance(refusal, GenerationFailed) and wait_s is not None:
+            # The last route refused for good, an earlier one was only passed over: wait.
+            await self._wait_for_routes(run, wait_s, summary, pinned, attempts)
         elif isinstance(refusal, GenerationFailed):
             if len(passed) > 1:
                 refusal = GenerationFailed(
