@@ -142,6 +142,7 @@ def seed_runs(data_dir: Path, key_name: str, count: int, seed: int = 1) -> Seede
     statuses = rng.choices([s for s, _ in MIX], weights=[w for _, w in MIX], k=count)
     request = normalise({"model": MODEL, "prompt": "bench"}).to_json()
     columns = [c.name for c in runs.columns]
+    # Columns the rows leave out are nullable ones (a thumbnail, a route, ...): NULL.
     engine = create_engine(database_url(data_dir))
     try:
         with engine.begin() as conn:
@@ -152,7 +153,7 @@ def seed_runs(data_dir: Path, key_name: str, count: int, seed: int = 1) -> Seede
             rows = [_row(i, s, key_id, now, rng, request) for i, s in enumerate(statuses)]
             # The driver's executemany, values as SQLAlchemy stores them on SQLite (JSON as
             # text): SQLAlchemy's own per-row parameter handling would take most of the time.
-            values = [tuple(_stored(c, r[c]) for c in columns) for r in rows]
+            values = [tuple(_stored(c, r.get(c)) for c in columns) for r in rows]
             marks = ", ".join(["?"] * len(columns))
             sql = f"INSERT INTO runs ({', '.join(columns)}) VALUES ({marks})"
             conn.exec_driver_sql(sql, values)
