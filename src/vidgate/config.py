@@ -9,6 +9,7 @@ is documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -178,12 +179,10 @@ class Settings(_Section):
         for secret in (self.storage.secret_access_key, self.storage.session_token):
             if secret is not None and secret.get_secret_value():
                 found.append(secret.get_secret_value())
-        token = (
-            self.metrics.token_env
-            and (os.environ if env is None else env).get(self.metrics.token_env, "").strip()
-        )
-        if token:
-            found.append(token)
+        with contextlib.suppress(ConfigError):  # a missing token is refused where it is used
+            token = self.metrics_token(env)
+            if token is not None:
+                found.append(token)
         return found
 
     def metrics_token(self, env: Mapping[str, str] | None = None) -> str | None:
