@@ -3,9 +3,10 @@ webhooks alike. Fields that don't apply are left out."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -16,9 +17,33 @@ from vidgate.store.sql import SQLStore
 
 
 def iso(ts: float | None) -> str | None:
+    """``ts`` as ISO 8601 in UTC with milliseconds, ``2026-11-30T14:05:09.123Z``: what
+    ``datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")`` writes (with
+    ``Z``), rounded as it rounds, from tables (every status answer formats a few; a
+    test holds the two equal)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)  # as datetime rounds a timestamp: half to even
+    seconds = int(whole)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    elif micros < 0:
+        seconds, micros = seconds - 1, micros + 1_000_000
+    day, second = divmod(seconds, 86400)
+    date = _DATES.get(day)
+    if date is None:
+        if len(_DATES) >= 4096:
+            _DATES.clear()
+        date = _DATES[day] = datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%dT")
+    minute, second = divmod(second, 60)
+    return date + _MINUTES[minute] + _SECONDS[second] + _MILLIS[micros // 1000]
+
+
+_DATES: dict[int, str] = {}
+_MINUTES = [f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440)]
+_SECONDS = [f"{s:02d}" for s in range(60)]
+_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]
 
 
 UNIFIED_CANCELLED = "CANCELED"
@@ -26,8 +51,7 @@ UNIFIED_CANCELLED = "CANCELED"
 webhooks), spelt as upstream documents that route; the legacy route keeps ``CANCELLED``."""
 
 
-@dataclass(frozen=True)
-class OutputLink:
+class OutputLink(NamedTuple):
     url: str
     expires_at: float
 

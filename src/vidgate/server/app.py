@@ -56,15 +56,14 @@ class VidgateApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         request_id = request_id_of(scope["headers"])
-        send = echoing(send, request_id)
         token = logs.request_id.set(request_id.decode())
         try:
             if self.body_timeout_s is not None and scope["method"] not in ("GET", "HEAD"):
                 receive = timed_receive(receive, self.body_timeout_s)
             fast = self.fast_path
-            if fast is not None and await fast(scope, receive, send):
+            if fast is not None and await fast(scope, receive, send, request_id):
                 return
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, echoing(send, request_id))
         finally:
             logs.request_id.reset(token)
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 
-from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from vidgate.server.auth import authenticate
+from vidgate.server.auth import authenticate, authenticate_secret, presented_key_raw
 from vidgate.server.errors import ApiError, error_response, is_submit, unavailable
-from vidgate.server.polls import SHAPES, PollAnswers
+from vidgate.server.polls import SHAPES, PollAnswers, raw_json_headers
+from vidgate.server.request_ids import HEADER, echoing
 from vidgate.server.routes import SUBMIT_PATH, accept_submit
 from vidgate.server.state import AppState
 from vidgate.store.errors import StoreUnavailable
@@ -28,17 +29,28 @@ class FastPath:
         self.state = state
         self.polls = PollAnswers(state)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """True if it answered; False to let the app answer."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> bool:
+        """True if it answered (with ``request_id`` as its ``X-Request-ID``); False to let
+        the app answer."""
         method, path = scope["method"], scope["path"]
+        response: Response
         try:
             if method == "GET" and path in SHAPES:
                 params = self.polls.params(scope)
                 if params is None:
                     return False
-                key = await authenticate(self.state, Headers(scope=scope))
-                response = await self.polls.answer(scope, SHAPES[path], params, key)
-            elif method == "POST" and path == SUBMIT_PATH:
+                key = await authenticate_secret(self.state, presented_key_raw(scope["headers"]))
+                body, headers = await self.polls.answer(scope, SHAPES[path], params, key)
+                # The hot answer goes out as it is, without a response object.
+                start = {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": raw_json_headers(body, headers, request_id),
+                }
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return True
+            if method == "POST" and path == SUBMIT_PATH:
                 request = Request(scope, receive)
                 key = await authenticate(self.state, request.headers)
                 response = await accept_submit(self.state, request, key)
@@ -54,5 +66,12 @@ class FastPath:
             log.exception("http.request_failed method=%s path=%s", method, path)
             crash = ApiError(500, "internal error; the server log has the details")
             response = error_response(path, method, crash)
-        await response(scope, receive, send)
+        if response.background is not None or not hasattr(response, "body"):
+            await response(scope, receive, echoing(send, request_id))
+            return True
+        # What ``response(...)`` sends, with the request id, without its wrappers.
+        raw = [*response.raw_headers, (HEADER, request_id)]
+        start = {"type": "http.response.start", "status": response.status_code, "headers": raw}
+        await send(start)
+        await send({"type": "http.response.body", "body": response.body})
         return True

@@ -13,6 +13,7 @@ headers and bytes (a test holds them to it). What both save:
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -62,14 +63,30 @@ def json_response(body: bytes, headers: Mapping[str, str] | None = None) -> Resp
     return Response(body, media_type="application/json", headers=headers)
 
 
-async def status_response(
+def raw_json_headers(
+    body: bytes, headers: Mapping[str, str] | None, request_id: bytes
+) -> list[tuple[bytes, bytes]]:
+    """The header lines :func:`json_response` gives ``body`` (Starlette's order: the given
+    ones, then length and type), with the request's ``X-Request-ID`` last, as
+    :func:`~vidgate.server.request_ids.echoing` adds it."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    raw += [
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", b"application/json"),
+        (b"x-request-id", request_id),
+    ]
+    return raw
+
+
+async def status_answer(
     state: AppState,
     run: RunView,
     shape: Shape,
     base: str,
     headers: Mapping[str, str] | None = None,
-) -> Response:
-    """The status answer about ``run`` (``headers`` come first, as the routes add them)."""
+) -> tuple[bytes, dict[str, str]]:
+    """The status answer about ``run``: its body and headers (``headers`` first, as the
+    routes add them)."""
     headers = dict(headers or {})
     if not run.status.is_terminal:
         headers["Retry-After"] = str(state.settings.server.status_retry_after_s)
@@ -81,7 +98,19 @@ async def status_response(
         url_ttl_s=state.settings.storage.url_ttl_s,
         shape=shape,
     )
-    return json_response(views.encode(body), headers)
+    return views.encode(body), headers
+
+
+async def status_response(
+    state: AppState,
+    run: RunView,
+    shape: Shape,
+    base: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """:func:`status_answer` as a response."""
+    body, headers = await status_answer(state, run, shape, base, headers)
+    return json_response(body, headers)
 
 
 class FinishedAnswers:
@@ -140,12 +169,13 @@ class PollAnswers:
     def params(scope: Scope) -> dict[str, str] | None:
         """The query parameters of a plain poll, as Starlette reads them; None for a
         long-poll (the route holds it)."""
-        params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        params = query_params(scope["query_string"])
         return None if WAIT_PARAM in params else params
 
     async def answer(
         self, scope: Scope, shape: Shape, params: dict[str, str], key: KeyRecord
-    ) -> Response:
+    ) -> tuple[bytes, dict[str, str] | None]:
+        """The body and headers (None: no more than the JSON's own) of the answer."""
         if shape == "legacy":
             run_id, model = legacy_params(
                 params.get("runId"), params.get("modelSlug"), params.get("model")
@@ -155,16 +185,16 @@ class PollAnswers:
         base = self._public or self._base_url(scope)
         kept = self.finished.get(run_id, shape, base)
         if kept is not None and kept[0] == key.id and model in (None, kept[1]):
-            return json_response(kept[2])
+            return kept[2], None
         # Not kept, or not this key's run or model: find_run answers as it always does.
         run = await find_run(self.state, run_id, key, model)
         # Before the answer is made: should its link be renewed in between, the answer is
         # kept until a moment already past, i.e. not at all.
         until = self._keep_until(run)
-        response = await status_response(self.state, run, shape, base)
+        body, headers = await status_answer(self.state, run, shape, base)
         if run.status.is_terminal:
-            self.finished.put(run, shape, base, bytes(response.body), until)
-        return response
+            self.finished.put(run, shape, base, body, until)
+        return body, headers
 
     def _keep_until(self, run: RunView) -> float:
         if run.status is not Status.COMPLETED:
@@ -185,3 +215,20 @@ class PollAnswers:
                 self._bases.clear()
             base = self._bases[key] = str(Request(scope).base_url).rstrip("/")
         return base
+
+
+_PLAIN_QUERY = re.compile(rb"[^%+;]*")
+
+
+def query_params(query_string: bytes) -> dict[str, str]:
+    """The query string's parameters as Starlette reads them (the last of a repeated name
+    wins; a name without ``=`` is blank). A query with nothing to decode is split here,
+    several times faster than ``parse_qsl``; any other goes through it."""
+    if not _PLAIN_QUERY.fullmatch(query_string):
+        return dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    params = {}
+    for pair in query_string.decode("latin-1").split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            params[name] = value
+    return params

@@ -26,6 +26,8 @@ from vidgate.storage.base import (
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.\-~/]*")
+"""What ``quote`` leaves as it is (a key's usual characters): such a key is not quoted."""
 SECRET_BYTES = 32
 
 
@@ -184,7 +186,8 @@ class LocalStorage:
         expires = url_expiry(ttl_s, issued_from=issued_from, now=now)
         # Both values need no escaping: digits, and URL-safe base64 without padding.
         query = f"exp={expires}&sig={self._sign(key, expires)}"
-        return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}", expires
+        path = key if _UNRESERVED.fullmatch(key) else quote(key)
+        return f"{base_url.rstrip('/')}/files/{path}?{query}", expires
 
     def open_signed(self, key: str, exp: str | None, sig: str | None) -> Path:
         """The file behind a signed URL; BadSignature if the signature is wrong or expired,

