@@ -103,6 +103,30 @@ async def test_submit_get_and_per_key_isolation(store: SQLStore) -> None:
         await store.get("vid_missing")
 
 
+async def test_a_submit_returns_the_run_as_stored(store: SQLStore) -> None:
+    """The run a submit returns is made from the values it wrote, without reading the row
+    back: it must be the stored run, field for field, whatever the submit carries."""
+    plain = new_run()
+    full = dataclasses.replace(
+        new_run(idempotency="idem-1", body_hash="h" * 64),
+        cost=0.25,
+        deadline_at=time.time() + 60,
+        webhook_url="https://hooks.example/x",
+        webhook_events="completed,failed",
+        video_s=5.0,
+        routes="fal,replicate",
+        adjusted={"duration": {"requested": 7, "used": 5}},
+        request={"model": "testcard-video", "prompt": "é \u2603", "nested": {"a": [1, 2.5]}},
+    )
+    for new in (plain, full):
+        run, created = await store.submit(new, idempotency_ttl_s=60)
+        assert created
+        assert await store.get(run.id) == run
+        polled = await store.poll_run(run.id)
+        assert polled is not None
+        assert {f: getattr(run, f) for f in polled._fields} == polled._asdict()
+
+
 async def test_every_change_is_an_event_with_the_next_sequence_number(store: SQLStore) -> None:
     seen: list[RunChange] = []
     store.events.add_listener(lambda change: seen.append(change) if change else None)

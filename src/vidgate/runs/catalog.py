@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -101,7 +102,21 @@ class ModelSpec:
         )
 
     def on_route(self, route: Route) -> ModelSpec:
-        """This model as made by ``route``: its backend, provider, model, price, options."""
+        """This model as made by ``route``: its backend, provider, model, price, options
+        (made once per route of this model: every submit prices its routes)."""
+        made = self._on_routes.get(route.provider)
+        if made is not None and made[0] is route:
+            return made[1]
+        spec = self._made_on(route)
+        if any(r is route for r in self.all_routes):
+            self._on_routes[route.provider] = (route, spec)
+        return spec
+
+    @functools.cached_property
+    def _on_routes(self) -> dict[str, tuple[Route, ModelSpec]]:
+        return {}
+
+    def _made_on(self, route: Route) -> ModelSpec:
         return dataclasses.replace(
             self,
             backend=route.backend,

@@ -54,7 +54,10 @@ async def read_json(
     if not raw.strip():
         raise ApiError(400, f"the request body is empty; send {expected}")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _DECODER.decode(text)
     except UnicodeDecodeError:
         raise ApiError(400, "the request body is not UTF-8 text") from None
     except RecursionError:
@@ -71,6 +74,10 @@ async def read_json(
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"the request body contains {name}, which is not valid JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+"""What ``json.loads(text, parse_constant=...)`` would make afresh for every body."""
 
 
 async def run_reference(request: Request, purpose: str) -> str:

@@ -205,19 +205,21 @@ class StoreBase:
     def _changed(
         self,
         tx: Tx,
-        row: Row[Any],
+        row: Row[Any] | RunRecord,
         now: float,
         snapshot: RunRecord | None = None,
         *,
         webhook: bool = True,
     ) -> None:
         """Record a change of a run that ``row`` (:data:`CHANGE_COLUMNS`) describes
-        (``snapshot``: the run as a record, if the caller made one already). ``webhook``
+        (or the record of a run just made; ``snapshot``: the run as a record, if the
+        caller made one already). ``webhook``
         False: a change no webhook event tells (the run's status stays as it was)."""
         status = Status(row.status)
         wanted = webhook and row.webhook_url
         delivery = self._queue_webhook(tx.conn, row, status, now) if wanted else None
         if snapshot is None:
+            assert not isinstance(row, RunRecord)
             snapshot = RunRecord.from_row({**row._mapping, "request": {}})
         change = RunChange(
             row.id,
@@ -233,7 +235,7 @@ class StoreBase:
         tx.changes.append(change)
 
     def _queue_webhook(
-        self, conn: Connection, row: Row[Any], status: Status, now: float
+        self, conn: Connection, row: Row[Any] | RunRecord, status: Status, now: float
     ) -> DeliveryRecord | None:
         """Write the delivery this change calls for, if any. Where this process sends
         webhooks (:attr:`sender`), the delivery is leased to it from the start: it goes out
@@ -254,7 +256,7 @@ class StoreBase:
             if last is not None and now - last < webhooks.PROGRESS_EVERY_S:
                 return None
         owner, lease_s = self.sender or (None, 0.0)
-        values = {
+        values: dict[str, Any] = {
             "id": new_message_id(),
             "run_id": row.id,
             "api_key_id": row.api_key_id,

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import time
 from typing import Any
 
-from sqlalchemy import Insert, case, insert, select, update
+from sqlalchemy import JSON, Insert, case, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from vidgate.events.hub import RunChange
 from vidgate.runs.status import TERMINAL, Status, sources_of
-from vidgate.store.base import CHANGE_COLUMNS, StoreBase, Tx
+from vidgate.store.base import StoreBase, Tx
 from vidgate.store.budgets import final_cost, lock_limits, refusal
 from vidgate.store.errors import IdempotencyConflict, NotFound, StoreError
 from vidgate.store.records import NewRun, RunRecord
@@ -22,8 +24,33 @@ from vidgate.store.schema import runs
 class RunVerbs(StoreBase):
     @functools.cached_property
     def _insert_run(self) -> Insert:
-        """One statement object for every submit, so SQLAlchemy finds it compiled."""
-        return insert(runs).values(rev=self._next_rev()).returning(*CHANGE_COLUMNS)
+        """One statement object for every submit, so SQLAlchemy finds it compiled. It
+        returns nothing: the new run is what was inserted (every other column is NULL or
+        its default), so it is made from the values, without a row to read back."""
+        return insert(runs).values(rev=self._next_rev())
+
+    @functools.cached_property
+    def _insert_run_sqlite(self) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+        """SQLite: :attr:`_insert_run` as its driver takes it, and the keys of a submit's
+        row in the order of its parameters. SQLite's one writer runs every submit: handing
+        it the values (JSON as SQLAlchemy writes it) skips SQLAlchemy's per-statement work
+        (about a third of the writer's time), while errors still come wrapped as usual."""
+        assert self._sync is not None
+        compiled = self._insert_run.compile(dialect=self._sync.dialect, column_keys=_ROW_KEYS)
+        assert compiled.positiontup is not None
+        constants = {k: v for k, v in compiled.params.items() if k not in _ROW_KEYS}
+        return str(compiled), tuple(compiled.positiontup), constants
+
+    def _insert_new(self, conn: Connection, row: dict[str, Any]) -> None:
+        if self.dialect != "sqlite":
+            conn.execute(self._insert_run, row)
+            return
+        sql, keys, constants = self._insert_run_sqlite  # constants: the next rev's 0 and 1
+        values = tuple(
+            json.dumps(row[k]) if k in _JSON_KEYS else row[k] if k in row else constants[k]
+            for k in keys
+        )
+        conn.exec_driver_sql(sql, values)
 
     async def submit(
         self, new: NewRun, *, idempotency_ttl_s: float, limited: bool = False
@@ -56,15 +83,16 @@ class RunVerbs(StoreBase):
             row = {
                 **new.__dict__,
                 "status": Status.IN_QUEUE.value,
+                "cost": float(new.cost),
                 "created_at": new.created_at if new.created_at is not None else now,
                 "updated_at": now,
                 "attempts": 0,
                 "is_nsfw": False,
                 "seq": 1,
             }
-            inserted = tx.conn.execute(self._insert_run, row).one()
-            run = RunRecord.from_row({**inserted._mapping, "request": new.request})
-            self._changed(tx, inserted, now, run)  # an event (and NOTIFY): workers wake for it
+            self._insert_new(tx.conn, row)
+            run = RunRecord(**{**row, "status": Status.IN_QUEUE})
+            self._changed(tx, run, now, run)  # an event (and NOTIFY): workers wake for it
             return run, True
 
         for _ in range(3):
@@ -134,6 +162,12 @@ class RunVerbs(StoreBase):
             run_id, Status.CANCELLED, api_key_id=api_key_id, next_poll_at=due_now
         )
         return run if run is not None else await self.get(run_id, api_key_id)
+
+
+_ROW_KEYS = [f.name for f in dataclasses.fields(NewRun)]
+_ROW_KEYS += ["status", "updated_at", "attempts", "is_nsfw", "seq"]
+"""The columns a submit writes (``created_at`` is one of :class:`NewRun`'s)."""
+_JSON_KEYS = frozenset(c.name for c in runs.c if isinstance(c.type, JSON))
 
 
 def _by_idempotency_key(conn: Connection, new: NewRun) -> RunRecord | None:
