@@ -35,7 +35,7 @@ def iso(ts: float | None) -> str | None:
     if date is None:
         if len(_DATES) >= 4096:
             _DATES.clear()
-        date = _DATES[day] = datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%dT")
+        date = _DATES[day] = datetime.fromtimestamp(day * 86400, UTC).date().isoformat() + "T"
     minute, second = divmod(second, 60)
     return date + _MINUTES[minute] + _SECONDS[second] + _MILLIS[micros // 1000]
 

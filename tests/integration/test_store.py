@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import sqlite3
 import time
+from typing import Any
 
 import pytest
+from sqlalchemy import insert
 
 from vidgate.events import RunChange
 from vidgate.runs.ids import new_run_id
 from vidgate.runs.status import Status
+from vidgate.store.base import Tx
 from vidgate.store.errors import IdempotencyConflict, KeyNameTaken, KeyNotFound, NotFound
 from vidgate.store.records import NewRun
+from vidgate.store.runs import _ROW_KEYS
+from vidgate.store.schema import runs
 from vidgate.store.sql import SQLStore
 
 
@@ -117,6 +124,7 @@ async def test_a_submit_returns_the_run_as_stored(store: SQLStore) -> None:
         routes="fal,replicate",
         adjusted={"duration": {"requested": 7, "used": 5}},
         request={"model": "testcard-video", "prompt": "é \u2603", "nested": {"a": [1, 2.5]}},
+        created_at=time.time() - 5,
     )
     for new in (plain, full):
         run, created = await store.submit(new, idempotency_ttl_s=60)
@@ -125,6 +133,28 @@ async def test_a_submit_returns_the_run_as_stored(store: SQLStore) -> None:
         polled = await store.poll_run(run.id)
         assert polled is not None
         assert {f: getattr(run, f) for f in polled._fields} == polled._asdict()
+        if store.dialect == "sqlite":
+            # Stored as SQLAlchemy's own INSERT stores the same values: type and text,
+            # column for column (NULL and JSON 'null', 0 and 0.0, read back alike, differ).
+            twin = {k: getattr(run, k) for k in _ROW_KEYS} | {"id": new_run_id()}
+            twin |= {"status": "IN_QUEUE", "idempotency_key": None}
+            await store._write(functools.partial(_insert_directly, twin))
+            assert _stored(store, twin["id"]) == _stored(store, run.id)
+    assert run.created_at == full.created_at != run.updated_at
+
+
+def _insert_directly(row: dict[str, Any], tx: Tx) -> None:
+    tx.conn.execute(insert(runs), row)
+
+
+def _stored(store: SQLStore, run_id: str) -> dict[str, str]:
+    """Each column's SQLite type and literal, but for those that differ between runs."""
+    columns = [c.name for c in runs.c if c.name not in ("id", "idempotency_key", "rev")]
+    shown = ", ".join(f"typeof({c}) || ':' || quote({c})" for c in columns)
+    assert store.url.database is not None
+    with sqlite3.connect(store.url.database) as conn:
+        row = conn.execute(f"SELECT {shown} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return dict(zip(columns, row, strict=True))
 
 
 async def test_every_change_is_an_event_with_the_next_sequence_number(store: SQLStore) -> None:

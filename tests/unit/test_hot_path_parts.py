@@ -18,7 +18,7 @@ from vidgate.server.polls import query_params
 from vidgate.storage.local import LocalStorage
 from vidgate.views import iso
 
-query_chars = st.sampled_from(list("ab=&;%+ 2F\x00é_-.~") + ["runId", "requestId", "=", "&"])
+query_chars = st.sampled_from([*"ab=&;%+ 2F\x00é_-.~", "runId", "requestId", "=", "&"])
 
 
 @settings(max_examples=2000, deadline=None)

@@ -103,7 +103,8 @@ class ModelSpec:
 
     def on_route(self, route: Route) -> ModelSpec:
         """This model as made by ``route``: its backend, provider, model, price, options
-        (made once per route of this model: every submit prices its routes)."""
+        (made once per route of this model: every submit prices its routes; callers share
+        it, so its ``options`` must not be changed)."""
         made = self._on_routes.get(route.provider)
         if made is not None and made[0] is route:
             return made[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -140,10 +139,6 @@ def create_app(
         app.state.vidgate = state
         if settings.server.fast_path:
             app.fast_path = FastPath(state)
-        # What is here now (modules, the app, its schemas...) lives as long as the process:
-        # kept out of the collector's full passes, which otherwise walk it all, stopping
-        # every request for tens of milliseconds each time (the slowest answers under load).
-        gc.freeze()
         try:
             yield
         finally:

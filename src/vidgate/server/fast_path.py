@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -33,29 +33,28 @@ class FastPath:
         """True if it answered (with ``request_id`` as its ``X-Request-ID``); False to let
         the app answer."""
         method, path = scope["method"], scope["path"]
-        response: Response
+        status: int = 200
+        headers: list[tuple[bytes, bytes]] = []
+        body: bytes | memoryview = b""
+        response: Response | None = None
         try:
             if method == "GET" and path in SHAPES:
                 params = self.polls.params(scope)
                 if params is None:
                     return False
                 key = await authenticate_secret(self.state, presented_key_raw(scope["headers"]))
-                body, headers = await self.polls.answer(scope, SHAPES[path], params, key)
                 # The hot answer goes out as it is, without a response object.
-                start = {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": raw_json_headers(body, headers, request_id),
-                }
-                await send(start)
-                await send({"type": "http.response.body", "body": body})
-                return True
-            if method == "POST" and path == SUBMIT_PATH:
+                body, poll_headers = await self.polls.answer(scope, SHAPES[path], params, key)
+                headers = raw_json_headers(body, poll_headers, request_id)
+            elif method == "POST" and path == SUBMIT_PATH:
                 request = Request(scope, receive)
                 key = await authenticate(self.state, request.headers)
                 response = await accept_submit(self.state, request, key)
             else:
                 return False
+        except ClientDisconnect:  # gone before its request was read: nobody to answer
+            log.debug("http.client_gone method=%s path=%s", method, path)
+            return True
         except ApiError as error:
             response = error_response(path, method, error)
         except StoreUnavailable as outage:
@@ -66,12 +65,13 @@ class FastPath:
             log.exception("http.request_failed method=%s path=%s", method, path)
             crash = ApiError(500, "internal error; the server log has the details")
             response = error_response(path, method, crash)
-        if response.background is not None or not hasattr(response, "body"):
-            await response(scope, receive, echoing(send, request_id))
-            return True
-        # What ``response(...)`` sends, with the request id, without its wrappers.
-        raw = [*response.raw_headers, (HEADER, request_id)]
-        start = {"type": "http.response.start", "status": response.status_code, "headers": raw}
-        await send(start)
-        await send({"type": "http.response.body", "body": response.body})
+        if response is not None:
+            if response.background is not None or not hasattr(response, "body"):
+                await response(scope, receive, echoing(send, request_id))
+                return True
+            # What ``response(...)`` sends, with the request id, without its wrappers.
+            status, body = response.status_code, response.body
+            headers = [*response.raw_headers, (HEADER, request_id)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         return True

@@ -168,6 +168,9 @@ _ROW_KEYS = [f.name for f in dataclasses.fields(NewRun)]
 _ROW_KEYS += ["status", "updated_at", "attempts", "is_nsfw", "seq"]
 """The columns a submit writes (``created_at`` is one of :class:`NewRun`'s)."""
 _JSON_KEYS = frozenset(c.name for c in runs.c if isinstance(c.type, JSON))
+# The INSERT compiled once takes a column's Python-side default as a constant: every
+# column with one must be among the submit's own values.
+assert {c.name for c in runs.c if c.default is not None} <= set(_ROW_KEYS)
 
 
 def _by_idempotency_key(conn: Connection, new: NewRun) -> RunRecord | None:
