@@ -217,6 +217,25 @@ def test_a_body_sent_in_time_is_served_on_a_kept_connection(server: LiveServer) 
         assert _response(sock).startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_client_that_leaves_mid_body_is_no_server_error(server: LiveServer) -> None:
+    """A client gone before its body arrived (a load tool stopping, a phone losing signal)
+    gets no answer and logs no error, on the fast path (submit) and a route (cancel)."""
+    for path in ("/api/generate-video", "/api/generate-video/cancel"):
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                head = (
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {server.api_key}\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                )
+                sock.sendall(head.encode() + b'{"model": ')
+                time.sleep(0.2)  # the server waits for the rest of the body
+    time.sleep(0.5)
+    with httpx.Client(base_url=server.base_url, timeout=5) as client:
+        assert client.get("/healthz").status_code == 200
+    lines = server.log().splitlines()
+    assert not [line for line in lines if "request_failed" in line or "Traceback" in line]
+
+
 def _response(sock: socket.socket) -> bytes:
     """One whole HTTP response (with a Content-Length) read from ``sock``."""
     got = b""

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from vidgate.store.errors import StoreUnavailable
 
@@ -127,6 +128,11 @@ def install(app: FastAPI) -> None:
         error = unavailable(exc, retry_after_s, submit=is_submit(path, method))
         return error_response(path, method, error)
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        # The client left before its request was read: what is sent goes nowhere, and
+        # this is no error of the server's (it would be logged as one otherwise).
+        return Response(status_code=400)
+
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
             request.url.path,
@@ -138,4 +144,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(StoreUnavailable, on_unavailable)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(Exception, on_crash)
