@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Executable, func, insert, select
+from sqlalchemy import Executable, String, bindparam, func, insert, select
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,6 +41,8 @@ CHANGE_COLUMNS = tuple(column for column in runs.c if column.name != "request")
 """What an UPDATE that changes a run returns: the run as clients see it (all but the
 request, which can be megabytes of image), to publish it and fill the outbox."""
 
+_NOTIFY = select(func.pg_notify(CHANNEL, bindparam("payload", type_=String)))
+"""One statement for every change (built once: SQLAlchemy finds it compiled)."""
 log = logging.getLogger("vidgate.store")
 _other = runs.alias("other")
 T = TypeVar("T")
@@ -118,6 +120,29 @@ class StoreBase:
             self._back("writes")
         self.events.committed(tx.changes)
         return result
+
+    async def _one_statement(
+        self, statement: Executable, parameters: dict[str, Any] | None = None
+    ) -> list[Row[Any]]:
+        """PostgreSQL: run ``statement`` committed by itself (autocommit), and return its
+        rows. No BEGIN or COMMIT goes back and forth around it, so a row lock it takes is
+        held only while it runs, not while this process's event loop gets round to
+        committing (under load, several milliseconds that every other taker of the lock
+        would wait). For a statement that publishes no change of a run."""
+        assert self._async is not None
+        try:
+            async with self._async.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                result = await auto.execute(statement, parameters)
+                rows = list(result.all()) if result.returns_rows else []
+        except Exception as exc:
+            outage = self._outage(exc, "writes")
+            if outage is None:
+                raise
+            raise outage from exc
+        if self._down_since:
+            self._back("writes")
+        return rows
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work``, one read statement (on SQLite, outside any transaction)."""
@@ -231,7 +256,7 @@ class StoreBase:
             delivery=delivery,
         )
         if self.dialect == "postgresql":
-            tx.conn.execute(select(func.pg_notify(CHANNEL, payload(change))))
+            tx.conn.execute(_NOTIFY, {"payload": payload(change)})
         tx.changes.append(change)
 
     def _queue_webhook(

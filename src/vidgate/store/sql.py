@@ -166,8 +166,10 @@ class SQLStore(
             connect_args = _postgres_durability(url, durability)
             engine = create_async_engine(
                 url,
-                pool_size=10,
-                max_overflow=20,
+                # Kept open once used: a pool smaller than a busy API's concurrent requests
+                # opened and closed a connection (TLS attempt included) per request beyond it.
+                pool_size=20,
+                max_overflow=10,
                 pool_pre_ping=True,
                 connect_args=connect_args,
             )
