@@ -2,7 +2,10 @@
 and aimed at 127.0.0.1, every figure beside baselines measured in the same run:
 
 * nginx, one process, serving a status body of vidgate as a static file;
-* a trivial FastAPI route (``bench/baseline_app.py``) on uvicorn and on granian.
+* a trivial FastAPI route (``bench/baseline_app.py``) on uvicorn and on granian;
+* for the status routes, the least a status poll with a real read can do
+  (``bench/minimal_status_app.py``, on granian): raw ASGI, the key in a dict, one SQLite
+  read of the same stored runs.
 
 vidgate figures:
 
@@ -45,6 +48,7 @@ SERVERS = {
     "uvicorn": "FastAPI /ping on uvicorn",
     "granian": "FastAPI /ping on granian",
 }
+MINIMAL = "minimal status route on granian (raw ASGI, key in a dict, one SQLite read)"
 
 Result = wrk.WrkResult | str
 """What a load gave: a result, or why there is none."""
@@ -109,7 +113,7 @@ def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None
     with tempfile.TemporaryDirectory(prefix="vidgate-bench-") as name:
         load = Load(report, seconds, hide={name: "$TMP"})
         tmp = Path(name)
-        status, body = status_loads(load, tmp)
+        status, body, minimal = status_loads(load, tmp)
         baselines = baseline_loads(load, tmp, body)
         submits = submit_loads(load, tmp, postgres_url)
 
@@ -121,9 +125,13 @@ def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None
         figure = _figure(BASELINES, f"{SERVERS[server]}, -c{connections}", result, {})
         baseline = "" if server == "nginx" else f"nginx -c{connections}"
         report.add(replace(figure, baseline=baseline, baseline_value=nginx_rps))
+    nginx_rps = rps(baselines["nginx", STATUS_C])
+    figure = _figure(BASELINES, f"{MINIMAL}, -c{STATUS_C}", minimal, {})
+    report.add(replace(figure, baseline=f"nginx -c{STATUS_C}", baseline_value=nginx_rps))
     goal = f">= {STATUS_GOAL_RATIO:.2f}x nginx and p99 < {STATUS_GOAL_P99_MS:g} ms"
     for what, result in status.items():
-        figure = _figure(STATUS, what, result, compared(STATUS_C), goal)
+        versus = compared(STATUS_C) | {"minimal status route": rps(minimal)}
+        figure = _figure(STATUS, what, result, versus, goal)
         if figure.ratio is not None and isinstance(result, wrk.WrkResult):
             met = figure.ratio >= STATUS_GOAL_RATIO and result.p99_ms < STATUS_GOAL_P99_MS
             figure = replace(figure, met=met)
@@ -157,9 +165,10 @@ def _figure(
     )
 
 
-def status_loads(load: Load, tmp: Path) -> tuple[dict[str, Result], bytes]:
+def status_loads(load: Load, tmp: Path) -> tuple[dict[str, Result], bytes, Result]:
     """The two status routes against stored runs; also returns a completed run's unified
-    status body (for nginx to serve)."""
+    status body (for nginx to serve), and the minimal status route's result on the same
+    runs (the legacy route's queries)."""
     vidgate = Vidgate.create(tmp / "status", CONFIG)
     load.hide[vidgate.key] = "$VIDGATE_API_KEY"
     seeded = seed.seed_runs(vidgate.data_dir, vidgate.key_name, STORED_RUNS)
@@ -185,10 +194,29 @@ def status_loads(load: Load, tmp: Path) -> tuple[dict[str, Result], bytes]:
             results[what] = load.measure(
                 what, base + path, STATUS_C, "status.lua", (path, str(queries)), headers
             )
+    minimal = _minimal_load(load, tmp, vidgate, (LEGACY_PATH, str(legacy)), headers)
     after = seed.status_counts(vidgate.data_dir)
     if after != seeded.counts:
         load.report.note(f"The stored runs changed under the load: {seeded.counts} -> {after}")
-    return results, body
+    return results, body, minimal
+
+
+def _minimal_load(
+    load: Load, tmp: Path, vidgate: Vidgate, script_args: tuple[str, str], headers: dict[str, str]
+) -> Result:
+    port = free_port()
+    options = ["--interface", "asgi", "--workers", "1", "--runtime-threads", "1"]
+    where = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    cmd = python_command("granian", *options, *where, "bench.minimal_status_app:app")
+    database = str(vidgate.data_dir / "vidgate.db")
+    shown = shown_command([f"VIDGATE_BENCH_SQLITE={database}", *cmd], load.hide)
+    load.report.command(f"server, {MINIMAL}", shown)
+    url = f"http://127.0.0.1:{port}{LEGACY_PATH}"
+    env = {"VIDGATE_BENCH_SQLITE": database}
+    with run_server(cmd, url, tmp / "minimal.log", env):
+        return load.measure(
+            f"{MINIMAL}, -c{STATUS_C}", url, STATUS_C, "status.lua", script_args, headers
+        )
 
 
 def _check_status_routes(base: str, headers: dict[str, str], seeded: seed.Seeded) -> bytes:
