@@ -10,6 +10,7 @@ The VAE compresses 4x in space and 4x in time here (two scaling blocks): frames 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ WORDS = [
 
 TINY_OPTIONS: dict[str, Any] = {
     "dtype": "float32",
-    "device": "cpu",
+    # CI has no GPU; on a machine with one, VIDGATE_TEST_DIFFUSERS_DEVICE=cuda runs the
+    # same tests there.
+    "device": os.environ.get("VIDGATE_TEST_DIFFUSERS_DEVICE", "cpu"),
     "steps": 2,
     "guidance_scale": 1.0,  # no second (unconditional) pass: half the work
     "fps": 8,

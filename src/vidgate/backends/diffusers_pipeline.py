@@ -113,7 +113,11 @@ def load(opts: DiffusersOptions, slug: str) -> Any:
         ) from None
     except Exception as exc:  # any library's error: the message is what helps
         raise _load_failed(slug, opts, f"{type(exc).__name__}: {exc}") from exc
-    event(log, "model.loaded", model=slug, seconds=round(time.monotonic() - started, 2))
+    # Where it landed (cuda:0, cpu...): what an operator checks first when runs are slow.
+    device = str(getattr(pipe, "device", opts.device))
+    event(
+        log, "model.loaded", model=slug, device=device, seconds=round(time.monotonic() - started, 2)
+    )
     return pipe
 
 
