@@ -14,9 +14,10 @@ After the commit, the change is published to this process's hub at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -104,20 +105,13 @@ class StoreBase:
 
     async def _write_and_publish(self, work: Callable[[Tx], T]) -> T:
         tx = Tx(None)  # type: ignore[arg-type]  # the connection is set where it runs
-        try:
+        with self._watched("writes"):
             if self._writer is not None:
                 result = await self._writer.run(lambda conn: _bind(conn, work, tx))
             else:
                 assert self._async is not None
                 async with self._async.begin() as conn:
                     result = await conn.run_sync(_bind, work, tx)
-        except Exception as exc:
-            outage = self._outage(exc, "writes")
-            if outage is None:
-                raise
-            raise outage from exc
-        if self._down_since:
-            self._back("writes")
         self.events.committed(tx.changes)
         return result
 
@@ -130,38 +124,36 @@ class StoreBase:
         committing (under load, several milliseconds that every other taker of the lock
         would wait). For a statement that publishes no change of a run."""
         assert self._async is not None
-        try:
+        with self._watched("writes"):
             async with self._async.connect() as conn:
                 auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 result = await auto.execute(statement, parameters)
-                rows = list(result.all()) if result.returns_rows else []
-        except Exception as exc:
-            outage = self._outage(exc, "writes")
-            if outage is None:
-                raise
-            raise outage from exc
-        if self._down_since:
-            self._back("writes")
-        return rows
+                return list(result.all()) if result.returns_rows else []
 
     async def _read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work``, one read statement (on SQLite, outside any transaction)."""
-        try:
+        with self._watched("reads"):
             if self._sync is not None:
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._read_threads, self._read_sync, work)
-            else:
-                assert self._async is not None
-                async with self._async.connect() as conn:
-                    result = await conn.run_sync(work)
+                return await loop.run_in_executor(self._read_threads, self._read_sync, work)
+            assert self._async is not None
+            async with self._async.connect() as conn:
+                return await conn.run_sync(work)
+
+    @contextlib.contextmanager
+    def _watched(self, kind: str) -> Iterator[None]:
+        """Around a store verb's database work: an error that tells of an outage is raised
+        as :class:`StoreUnavailable` (see :meth:`_outage`); success after an outage of
+        ``kind`` (reads, writes) is logged as its end."""
+        try:
+            yield
         except Exception as exc:
-            outage = self._outage(exc, "reads")
+            outage = self._outage(exc, kind)
             if outage is None:
                 raise
             raise outage from exc
         if self._down_since:
-            self._back("reads")
-        return result
+            self._back(kind)
 
     @property
     def writes_failing(self) -> bool:
