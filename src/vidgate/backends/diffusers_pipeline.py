@@ -113,12 +113,25 @@ def load(opts: DiffusersOptions, slug: str) -> Any:
         ) from None
     except Exception as exc:  # any library's error: the message is what helps
         raise _load_failed(slug, opts, f"{type(exc).__name__}: {exc}") from exc
-    # Where it landed (cuda:0, cpu...): what an operator checks first when runs are slow.
-    device = str(getattr(pipe, "device", opts.device))
     event(
-        log, "model.loaded", model=slug, device=device, seconds=round(time.monotonic() - started, 2)
+        log,
+        "model.loaded",
+        model=slug,
+        device=_runs_on(pipe, opts),
+        offload=opts.offload,
+        seconds=round(time.monotonic() - started, 2),
     )
     return pipe
+
+
+def _runs_on(pipe: Any, opts: DiffusersOptions) -> str:
+    """Where the pipeline runs (cuda:0, cpu...): what an operator checks first when runs
+    are slow. With offload its modules wait on the CPU (or as empty shells), and the
+    device they run on is the pipeline's execution device."""
+    try:
+        return str(pipe._execution_device if opts.offload != "none" else pipe.device)
+    except Exception:  # a pipeline without the property: what was asked for
+        return opts.device
 
 
 def _load_failed(slug: str, opts: DiffusersOptions, why: str) -> GenerationFailed:

@@ -8,7 +8,9 @@ whatever the number of processes. Each statement commits by itself (autocommit),
 lock is held while the upsert runs, not until the process's event loop gets round to a
 COMMIT: every submit of a key takes that one row. Elapsed time is read from the
 database's clock (``clock_timestamp()``, read after the row is locked), so the processes'
-clocks do not matter. A refused take spends nothing and changes nothing.
+clocks do not matter. A refused take spends nothing and changes nothing. A take whose
+answer is lost with its connection (the submit then answers 503) may have spent its token:
+at most one per such failure, never two.
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ class LimitVerbs(StoreBase):
 
     async def refund_token(self, key: str, *, capacity: float) -> None:
         """Give ``key`` back a token it spent (never past ``capacity``)."""
+        if self.dialect != "postgresql":
+            raise NotImplementedError(
+                "token buckets in the database need PostgreSQL; on SQLite they are in memory"
+            )
         statement = (
             update(rate_buckets)
             .where(rate_buckets.c.key == key)
