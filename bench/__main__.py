@@ -44,7 +44,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=6.0, help="per wrk load")
-    parser.add_argument("--runs", type=int, default=150, help="runs per push latency setup")
+    parser.add_argument("--runs", type=int, default=100, help="runs per push latency setup")
     parser.add_argument("--only", choices=CHOICES, action="append", help="repeatable")
     parser.add_argument(
         "--doc",
