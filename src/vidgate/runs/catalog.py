@@ -105,17 +105,15 @@ class ModelSpec:
         """This model as made by ``route``: its backend, provider, model, price, options
         (made once per route of this model: every submit prices its routes; callers share
         it, so its ``options`` must not be changed)."""
-        made = self._on_routes.get(route.provider)
-        if made is not None and made[0] is route:
+        made = self._route_specs.get(route.provider)
+        if made is not None and made[0] == route:
             return made[1]
-        spec = self._made_on(route)
-        if any(r is route for r in self.all_routes):
-            self._on_routes[route.provider] = (route, spec)
-        return spec
+        return self._made_on(route)
 
     @functools.cached_property
-    def _on_routes(self) -> dict[str, tuple[Route, ModelSpec]]:
-        return {}
+    def _route_specs(self) -> dict[str, tuple[Route, ModelSpec]]:
+        """This model as made by each of its routes, by provider."""
+        return {route.provider: (route, self._made_on(route)) for route in self.all_routes}
 
     def _made_on(self, route: Route) -> ModelSpec:
         return dataclasses.replace(

@@ -139,7 +139,10 @@ class KeyVerbs(StoreBase):
     def cached_key(self, secret: str) -> KeyRecord | None:
         """The live key whose secret this is, if it was read less than
         :data:`KEY_CACHE_S` ago; None means "ask :meth:`authenticate`"."""
-        cached = self._key_cache.get(hash_key(secret))
+        return self._cached(hash_key(secret))
+
+    def _cached(self, digest: str) -> KeyRecord | None:
+        cached = self._key_cache.get(digest)
         if cached is not None and time.monotonic() - cached[1] < KEY_CACHE_S:
             return cached[0]
         return None
@@ -149,9 +152,9 @@ class KeyVerbs(StoreBase):
         comparison is constant-time. A key read less than :data:`KEY_CACHE_S` ago is not
         read again, and polls that find it stale at once share one read."""
         digest = hash_key(secret)
-        cached = self._key_cache.get(digest)
-        if cached is not None and time.monotonic() - cached[1] < KEY_CACHE_S:
-            return cached[0]
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached
         reading = self._key_reads.get(digest)
         if reading is None:
             reading = self._key_reads[digest] = asyncio.ensure_future(self._read_key(digest))

@@ -63,13 +63,16 @@ def _statements(capacity: float, rate_per_s: float) -> tuple[Executable, Executa
 
 
 class LimitVerbs(StoreBase):
-    async def take_token(self, key: str, *, capacity: float, rate_per_s: float) -> float | None:
-        """Spend one of ``key``'s tokens. Returns None if spent, else the seconds until a
-        token is there (nothing is spent then). A bucket seen first starts full."""
+    def _postgres_only(self) -> None:
         if self.dialect != "postgresql":
             raise NotImplementedError(
                 "token buckets in the database need PostgreSQL; on SQLite they are in memory"
             )
+
+    async def take_token(self, key: str, *, capacity: float, rate_per_s: float) -> float | None:
+        """Spend one of ``key``'s tokens. Returns None if spent, else the seconds until a
+        token is there (nothing is spent then). A bucket seen first starts full."""
+        self._postgres_only()
         take, held = _statements(capacity, rate_per_s)
         if await self._one_statement(take, {"key": key}):
             return None
@@ -80,10 +83,7 @@ class LimitVerbs(StoreBase):
 
     async def refund_token(self, key: str, *, capacity: float) -> None:
         """Give ``key`` back a token it spent (never past ``capacity``)."""
-        if self.dialect != "postgresql":
-            raise NotImplementedError(
-                "token buckets in the database need PostgreSQL; on SQLite they are in memory"
-            )
+        self._postgres_only()
         statement = (
             update(rate_buckets)
             .where(rate_buckets.c.key == key)
