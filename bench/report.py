@@ -23,6 +23,8 @@ from typing import Any
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 ROOT = Path(__file__).resolve().parent.parent
+_ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+"""A command's leading ``NAME=value`` word, which sets its environment."""
 NEW_DOC = f"""# Benchmarks
 
 Written by `make bench` between the markers below; edit outside them only.
@@ -116,11 +118,13 @@ def shown_command(cmd: Iterable[str], replace: Mapping[str, str] | None = None) 
     repository's paths relative, programs by name, and ``replace`` applied (temporary
     dirs, keys: their stand-ins, such as ``$TMP``, stay open to the shell)."""
     python, words = Path(sys.executable), []
-    for i, arg in enumerate(cmd):
+    program_seen = False  # leading NAME=value words set the environment; then the program
+    for arg in cmd:
         if arg == str(python):
             arg = _relative(python)
-        elif i == 0 and os.sep in arg:
+        elif not program_seen and _ENV_WORD.match(arg) is None and os.sep in arg:
             arg = Path(arg).name  # a program on the PATH, such as nginx
+        program_seen = program_seen or _ENV_WORD.match(arg) is None
         for old, new in (replace or {}).items():
             arg = arg.replace(old, new)
         arg = arg.replace(str(ROOT) + os.sep, "")

@@ -136,3 +136,9 @@ def test_commands_are_shown_without_this_machines_paths_or_keys() -> None:
     shown = shown_command(cmd, {"/tmp/xyz": "$TMP", "vg_secret": "$VIDGATE_API_KEY"})
     assert shown == "nginx -H \"x-api-key: $VIDGATE_API_KEY\" --list $TMP/q.txt 'a?b=1'"
     assert shown_command([sys.executable, "-m", "bench"]).endswith("python -m bench")
+
+
+def test_a_commands_environment_words_are_kept_whole() -> None:
+    cmd = ["VIDGATE_BENCH_SQLITE=/tmp/xyz/data/vidgate.db", "/usr/sbin/nginx", "-p", "/tmp/xyz/n"]
+    shown = shown_command(cmd, {"/tmp/xyz": "$TMP"})
+    assert shown == "VIDGATE_BENCH_SQLITE=$TMP/data/vidgate.db nginx -p $TMP/n"
