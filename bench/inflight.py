@@ -7,7 +7,9 @@ and the runs go into the database as already submitted (with their provider requ
 their first polls spread over one poll interval, as in a steady state. Then:
 
 * RSS: the worker's resident memory once every run has been polled at least once (and its
-  peak), per run in flight;
+  peak), per run in flight. A run whose poll failed waits out a backoff of about one more
+  interval, which the bench does not wait for (``WAIT_PAST_INTERVAL_S``): it says how many
+  runs were polled, and how many had a poll fail;
 * staleness: ``sample`` of the jobs complete at the emulator at known times; staleness is
   from that moment to the moment the run reads COMPLETED in the database (which the bench
   polls every 0.2 s; the video has been copied by then);
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -53,6 +56,12 @@ that also runs the emulator (about 420/s measured there). The bench lasts about 
 interval plus a minute."""
 SAMPLE_WINDOW_S = (10.0, 25.0)
 """When the sample finishes, in seconds from the end of seeding."""
+WAIT_PAST_INTERVAL_S = 40.0
+"""How long past one poll interval the bench waits for the last first polls and for the
+sample's completions (both come within about 25 s of it). A poll that fails (a timeout
+on a loaded machine) is tried again after a backoff of about one more interval, which the
+bench does not wait for: runs not yet polled are counted, and sample runs not yet seen
+count as staler than the wait."""
 
 
 def _serve_fal(port: int) -> None:
@@ -263,29 +272,29 @@ def _measure(
     stats0 = httpx.get(f"{base}/_emulator/stats").json()
     # Watch the sample from the start, while waiting for every run to be polled once.
     seen: dict[str, float] = {}
+    wait_s = interval + WAIT_PAST_INTERVAL_S
     watcher = threading.Thread(
-        target=_staleness, args=(url, finishes, worker, 3 * interval + 60, seen), daemon=True
+        target=_staleness, args=(url, finishes, worker, wait_s, seen), daemon=True
     )
     watcher.start()
-    deadline = began + 3 * interval + 60
     while True:
         stats = httpx.get(f"{base}/_emulator/stats", timeout=30).json()
-        if stats.get("polled_jobs", 0) >= runs_in_flight:
+        polled = stats.get("polled_jobs", 0)
+        if polled >= runs_in_flight or time.monotonic() - began > wait_s:
             break
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with {worker.returncode}: {stats}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not all runs were polled: {stats}")
         time.sleep(0.5)
     all_polled_s = time.monotonic() - began
     status = proc_status(worker.pid)
-    say(f"all {runs_in_flight:,} runs polled at least once after {all_polled_s:.1f} s")
+    say(f"{polled:,} of {runs_in_flight:,} runs polled at least once after {all_polled_s:.1f} s")
     watcher.join()
     elapsed = time.monotonic() - began
     stats = httpx.get(f"{base}/_emulator/stats", timeout=30).json()
     end = proc_status(worker.pid)
     stale = sorted(seen[run_id] - finishes[run_id] for run_id in seen)
     missing = len(finishes) - len(seen)
+    ranked = stale + [float("inf")] * missing  # not seen within the wait: staler than any
     return {
         "runs": float(runs_in_flight),
         "poll_interval_s": interval,
@@ -293,11 +302,13 @@ def _measure(
         "rss_peak_mb": end["VmHWM"],
         "rss_per_run_kb": status["VmRSS"] * 1024 / runs_in_flight,
         "all_in_flight_s": all_polled_s,
+        "polled_once": float(polled),
+        "poll_failed_runs": float(_runs_with_failed_polls(url)),
         "polls_per_s_needed": runs_in_flight / interval,
         "polls_per_s": (stats.get("status", 0) - stats0.get("status", 0)) / elapsed,
         "worker_cpu_per_s": (end["cpu_s"] - cpu0) / elapsed,
-        "staleness_p50_s": _percentile(stale, 0.50) if stale else float("inf"),
-        "staleness_p99_s": _percentile(stale, 0.99) if not missing else float("inf"),
+        "staleness_p50_s": _percentile(ranked, 0.50),
+        "staleness_p99_s": _percentile(ranked, 0.99),
         "staleness_max_s": stale[-1] if stale else float("inf"),
         "sample": float(len(finishes)),
         "sample_missing": float(missing),
@@ -331,6 +342,17 @@ def _staleness(
         engine.dispose()
 
 
+def _runs_with_failed_polls(url: str) -> int:
+    """How many runs have had a poll fail (the poller counts them in ``provider_state``)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            states = conn.execute(select(runs.c.provider_state)).scalars()
+            return sum(1 for state in states if state and state.get("poll_failures"))
+    finally:
+        engine.dispose()
+
+
 def _percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -351,14 +373,30 @@ def _report(figures: dict[str, float], runs: int, interval: float, say: Any) -> 
     )
     say(
         f"  staleness over {figures['sample']:.0f} completions: p50 "
-        f"{figures['staleness_p50_s']:.1f} s, p99 {p99:.1f} s (max "
+        f"{_seconds(figures['staleness_p50_s'])}, p99 {_seconds(p99)} (max "
         f"{figures['staleness_max_s']:.1f} s, {figures['sample_missing']:.0f} not seen); "
         f"goal p99 < {2 * interval:g} s (2 x poll interval): {verdict(p99 < 2 * interval)}"
     )
     say(
         f"  in flight after {figures['all_in_flight_s']:.1f} s (seeding "
-        f"{figures['seed_s']:.1f} s, then every run polled once)"
+        f"{figures['seed_s']:.1f} s, then {_polled_text(figures)})"
     )
+
+
+def _seconds(value: float) -> str:
+    """A staleness; one beyond the bench's wait (not seen within it) is infinite."""
+    return f"{value:.1f} s" if math.isfinite(value) else "beyond the wait"
+
+
+def _polled_text(values: dict[str, float]) -> str:
+    """Whether every run was polled once within the wait, and how many had a poll fail."""
+    polled, runs, failed = values["polled_once"], values["runs"], values["poll_failed_runs"]
+    text = "every run polled once"
+    if polled < runs:
+        text = f"{polled:,.0f} of {runs:,.0f} polled once"
+    if failed:
+        text += f"; {failed:,.0f} runs had a poll fail, tried again after backoff"
+    return text
 
 
 def main() -> None:
@@ -396,6 +434,7 @@ def figures_of(values: dict[str, float]) -> list[Figure]:
     )
     interval = values["poll_interval_s"]
     rss, p99 = values["rss_mb"], values["staleness_p99_s"]
+    waited = interval + WAIT_PAST_INTERVAL_S
     polls = (
         f"poll interval {interval:g} s: {values['polls_per_s_needed']:,.0f} polls/s needed, "
         f"{values['polls_per_s']:,.0f} made; worker CPU {values['worker_cpu_per_s']:.2f} cores"
@@ -409,20 +448,22 @@ def figures_of(values: dict[str, float]) -> list[Figure]:
             goal="< 500 MB",
             met=rss < 500,
             detail=f"{values['rss_per_run_kb']:.2f} KB per run; peak "
-            f"{values['rss_peak_mb']:.0f} MB; all polled once after "
-            f"{values['all_in_flight_s']:.0f} s",
+            f"{values['rss_peak_mb']:.0f} MB; after {values['all_in_flight_s']:.0f} s: "
+            f"{_polled_text(values)}",
         ),
         Figure(
             section,
             "staleness p99 (job finished at the emulator to COMPLETED in vidgate)",
-            p99,
+            p99 if math.isfinite(p99) else None,
             "s",
             baseline="poll interval",
             baseline_value=interval,
             goal="< 2x poll interval",
             met=p99 < 2 * interval,
-            detail=f"p50 {values['staleness_p50_s']:.1f} s, max "
+            detail=f"p50 {_seconds(values['staleness_p50_s'])}, max seen "
             f"{values['staleness_max_s']:.1f} s over {values['sample']:,.0f} completions "
-            f"({values['sample_missing']:.0f} not seen); {polls}",
+            f"({values['sample_missing']:.0f} not seen within {waited:g} s of the worker's "
+            f"start); {polls}",
+            note="" if math.isfinite(p99) else "over 1% of the sample not seen within the wait",
         ),
     ]

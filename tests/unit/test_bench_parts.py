@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench import nginx, wrk
+from bench import inflight, nginx, wrk
 from bench.report import (
     BEGIN,
     END,
@@ -142,3 +142,44 @@ def test_a_commands_environment_words_are_kept_whole() -> None:
     cmd = ["VIDGATE_BENCH_SQLITE=/tmp/xyz/data/vidgate.db", "/usr/sbin/nginx", "-p", "/tmp/xyz/n"]
     shown = shown_command(cmd, {"/tmp/xyz": "$TMP"})
     assert shown == "VIDGATE_BENCH_SQLITE=$TMP/data/vidgate.db nginx -p $TMP/n"
+
+
+def inflight_values(**changes: float) -> dict[str, float]:
+    values = {
+        "runs": 100_000.0,
+        "poll_interval_s": 240.0,
+        "rss_mb": 170.0,
+        "rss_peak_mb": 172.0,
+        "rss_per_run_kb": 1.74,
+        "all_in_flight_s": 250.0,
+        "polled_once": 100_000.0,
+        "poll_failed_runs": 0.0,
+        "polls_per_s_needed": 417.0,
+        "polls_per_s": 416.0,
+        "worker_cpu_per_s": 0.8,
+        "staleness_p50_s": 120.0,
+        "staleness_p99_s": 238.0,
+        "staleness_max_s": 241.0,
+        "sample": 1000.0,
+        "sample_missing": 0.0,
+    }
+    return values | changes
+
+
+def test_in_flight_figures_say_every_run_was_polled_and_the_staleness_met() -> None:
+    rss, stale = inflight.figures_of(inflight_values())
+    assert rss.met and "every run polled once" in rss.detail
+    assert stale.value == 238.0 and stale.met and "0 not seen within 280 s" in stale.detail
+
+
+def test_in_flight_figures_count_failed_polls_and_unseen_runs_as_staler_than_the_wait() -> None:
+    values = inflight_values(
+        polled_once=99_990.0,
+        poll_failed_runs=10.0,
+        staleness_p99_s=float("inf"),
+        sample_missing=20.0,
+    )
+    rss, stale = inflight.figures_of(values)
+    assert "99,990 of 100,000 polled once; 10 runs had a poll fail" in rss.detail
+    assert stale.value is None and stale.met is False and stale.note
+    assert stale.shown_value() == "broken" and "20 not seen within 280 s" in stale.detail
