@@ -9,7 +9,7 @@ their first polls spread over one poll interval, as in a steady state. Then:
 * RSS: the worker's resident memory once every run has been polled at least once (and its
   peak), per run in flight. A run whose poll failed waits out a backoff of about one more
   interval, which the bench does not wait for (``WAIT_PAST_INTERVAL_S``): it says how many
-  runs were polled, and how many had a poll fail;
+  runs were polled, and how many wait out such a backoff;
 * staleness: ``sample`` of the jobs complete at the emulator at known times; staleness is
   from that moment to the moment the run reads COMPLETED in the database (which the bench
   polls every 0.2 s; the video has been copied by then);
@@ -343,7 +343,8 @@ def _staleness(
 
 
 def _runs_with_failed_polls(url: str) -> int:
-    """How many runs have had a poll fail (the poller counts them in ``provider_state``)."""
+    """How many runs wait out a backoff after a failed poll: the poller counts the failures
+    in a row in ``provider_state``, and a good poll clears the count."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
@@ -389,13 +390,13 @@ def _seconds(value: float) -> str:
 
 
 def _polled_text(values: dict[str, float]) -> str:
-    """Whether every run was polled once within the wait, and how many had a poll fail."""
+    """Whether every run was polled once within the wait, and how many wait out a backoff."""
     polled, runs, failed = values["polled_once"], values["runs"], values["poll_failed_runs"]
     text = "every run polled once"
     if polled < runs:
         text = f"{polled:,.0f} of {runs:,.0f} polled once"
     if failed:
-        text += f"; {failed:,.0f} runs had a poll fail, tried again after backoff"
+        text += f"; {failed:,.0f} runs waiting out a backoff after a failed poll"
     return text
 
 

@@ -180,6 +180,6 @@ def test_in_flight_figures_count_failed_polls_and_unseen_runs_as_staler_than_the
         sample_missing=20.0,
     )
     rss, stale = inflight.figures_of(values)
-    assert "99,990 of 100,000 polled once; 10 runs had a poll fail" in rss.detail
+    assert "99,990 of 100,000 polled once; 10 runs waiting out a backoff" in rss.detail
     assert stale.value is None and stale.met is False and stale.note
     assert stale.shown_value() == "broken" and "20 not seen within 280 s" in stale.detail
