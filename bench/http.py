@@ -286,9 +286,9 @@ def submit_loads(load: Load, tmp: Path, postgres_url: str | None) -> dict[str, R
             load.hide[vidgate.key] = "$VIDGATE_API_KEY"
             headers = {"x-api-key": vidgate.key}
             base, cmd = stack.enter_context(vidgate.serve("--no-worker"))
-            env_shown = "".join(f"{k}={v} " for k, v in env.items())
+            settings = [f"{k}={v}" for k, v in env.items()]
             for label, command in (("API key", vidgate.key_command()), ("server", cmd)):
-                shown = env_shown + shown_command(command, load.hide)
+                shown = shown_command([*settings, *command], load.hide)
                 load.report.command(f"{label}, submits on {name}", shown)
             first = httpx.post(base + "/api/generate-video", headers=headers, json=SUBMIT_BODY)
             if first.status_code != 202:

@@ -120,15 +120,20 @@ def shown_command(cmd: Iterable[str], replace: Mapping[str, str] | None = None) 
     python, words = Path(sys.executable), []
     program_seen = False  # leading NAME=value words set the environment; then the program
     for arg in cmd:
+        setting = not program_seen and _ENV_WORD.match(arg) is not None
         if arg == str(python):
             arg = _relative(python)
-        elif not program_seen and _ENV_WORD.match(arg) is None and os.sep in arg:
+        elif not program_seen and not setting and os.sep in arg:
             arg = Path(arg).name  # a program on the PATH, such as nginx
-        program_seen = program_seen or _ENV_WORD.match(arg) is None
+        program_seen = program_seen or not setting
         for old, new in (replace or {}).items():
             arg = arg.replace(old, new)
         arg = arg.replace(str(ROOT) + os.sep, "")
-        words.append(_quoted(arg))
+        if setting:  # quoted after the =, or the shell would take it for the program
+            name, _, value = arg.partition("=")
+            words.append(f"{name}={_quoted(value)}")
+        else:
+            words.append(_quoted(arg))
     return " ".join(words)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def test_a_commands_environment_words_are_kept_whole() -> None:
     cmd = ["VIDGATE_BENCH_SQLITE=/tmp/xyz/data/vidgate.db", "/usr/sbin/nginx", "-p", "/tmp/xyz/n"]
     shown = shown_command(cmd, {"/tmp/xyz": "$TMP"})
     assert shown == "VIDGATE_BENCH_SQLITE=$TMP/data/vidgate.db nginx -p $TMP/n"
+    assert shown_command(["A=x y", "B=1", "prog", "C=2"]) == "A='x y' B=1 prog C=2"
 
 
 def inflight_values(**changes: float) -> dict[str, float]:
@@ -172,7 +174,7 @@ def test_in_flight_figures_say_every_run_was_polled_and_the_staleness_met() -> N
     assert stale.value == 238.0 and stale.met and "0 not seen within 280 s" in stale.detail
 
 
-def test_in_flight_figures_count_failed_polls_and_unseen_runs_as_staler_than_the_wait() -> None:
+def test_in_flight_figures_count_failed_polls_and_do_not_judge_what_was_not_seen() -> None:
     values = inflight_values(
         polled_once=99_990.0,
         poll_failed_runs=10.0,
@@ -180,6 +182,20 @@ def test_in_flight_figures_count_failed_polls_and_unseen_runs_as_staler_than_the
         sample_missing=20.0,
     )
     rss, stale = inflight.figures_of(values)
-    assert "99,990 of 100,000 polled once; 10 runs waiting out a backoff" in rss.detail
-    assert stale.value is None and stale.met is False and stale.note
-    assert stale.shown_value() == "broken" and "20 not seen within 280 s" in stale.detail
+    assert rss.met and "99,990 of 100,000 polled once; 10 runs waiting out a backoff" in rss.detail
+    assert stale.value is None and stale.met is None and stale.note.startswith("not measured")
+    assert "20 not seen within 280 s" in stale.detail
+
+
+def test_in_flight_rss_is_not_judged_when_under_99_percent_of_runs_were_polled() -> None:
+    rss, _ = inflight.figures_of(inflight_values(polled_once=98_000.0, rss_mb=100.0))
+    assert rss.met is None and rss.shown_met() == "no figure" and rss.note
+
+
+@pytest.mark.parametrize(("missing", "p99_finite"), [(0, True), (10, True), (11, False)])
+def test_runs_not_seen_rank_as_staler_than_any(missing: int, p99_finite: bool) -> None:
+    seen = [float(i) for i in range(1000 - missing)]
+    p50, p99 = inflight.staleness_percentiles(seen, missing)
+    assert p50 == 500.0
+    assert math.isfinite(p99) is p99_finite
+    assert inflight.staleness_percentiles([], 0) == (math.inf, math.inf)
