@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import http, idle, inflight, nginx, push, render, wrk
+from bench import http, idle, inflight, inflight_figures, nginx, push, render, wrk
 from bench.report import ROOT, Report, run_facts, text_table, write_doc
 
 CHOICES = ("http", "render", "push", "idle", "inflight")
@@ -77,7 +77,8 @@ def main() -> None:
             report.add(idle.idle_bench(waiters=2000, streams=500))
             report.note("Idle cost: CPU time of the server process from /proc (`bench/idle.py`).")
         elif name == "inflight":
-            report.figures += inflight.figures_of(inflight.inflight_bench(verbose=False))
+            values = inflight.inflight_bench(verbose=False)
+            report.figures += inflight_figures.figures_of(values)
             report.note(
                 "In flight: runs and their running jobs are seeded (`bench/inflight.py`), "
                 "their first polls spread over one poll interval; staleness is read from "

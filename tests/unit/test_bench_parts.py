@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench import inflight, nginx, wrk
+from bench import inflight_figures, nginx, wrk
 from bench.report import (
     BEGIN,
     END,
@@ -154,6 +154,7 @@ def inflight_values(**changes: float) -> dict[str, float]:
         "rss_peak_mb": 172.0,
         "rss_per_run_kb": 1.74,
         "all_in_flight_s": 250.0,
+        "wait_s": 280.0,
         "polled_once": 100_000.0,
         "poll_failed_runs": 0.0,
         "polls_per_s_needed": 417.0,
@@ -169,7 +170,7 @@ def inflight_values(**changes: float) -> dict[str, float]:
 
 
 def test_in_flight_figures_say_every_run_was_polled_and_the_staleness_met() -> None:
-    rss, stale = inflight.figures_of(inflight_values())
+    rss, stale = inflight_figures.figures_of(inflight_values())
     assert rss.met and "every run polled once" in rss.detail
     assert stale.value == 238.0 and stale.met and "0 not seen within 280 s" in stale.detail
 
@@ -181,21 +182,21 @@ def test_in_flight_figures_count_failed_polls_and_do_not_judge_what_was_not_seen
         staleness_p99_s=float("inf"),
         sample_missing=20.0,
     )
-    rss, stale = inflight.figures_of(values)
+    rss, stale = inflight_figures.figures_of(values)
     assert rss.met and "99,990 of 100,000 polled once; 10 runs waiting out a backoff" in rss.detail
     assert stale.value is None and stale.met is None and stale.note.startswith("not measured")
     assert "20 not seen within 280 s" in stale.detail
 
 
 def test_in_flight_rss_is_not_judged_when_under_99_percent_of_runs_were_polled() -> None:
-    rss, _ = inflight.figures_of(inflight_values(polled_once=98_000.0, rss_mb=100.0))
+    rss, _ = inflight_figures.figures_of(inflight_values(polled_once=98_000.0, rss_mb=100.0))
     assert rss.met is None and rss.shown_met() == "no figure" and rss.note
 
 
 @pytest.mark.parametrize(("missing", "p99_finite"), [(0, True), (10, True), (11, False)])
 def test_runs_not_seen_rank_as_staler_than_any(missing: int, p99_finite: bool) -> None:
     seen = [float(i) for i in range(1000 - missing)]
-    p50, p99 = inflight.staleness_percentiles(seen, missing)
+    p50, p99 = inflight_figures.staleness_percentiles(seen, missing)
     assert p50 == 500.0
     assert math.isfinite(p99) is p99_finite
-    assert inflight.staleness_percentiles([], 0) == (math.inf, math.inf)
+    assert inflight_figures.staleness_percentiles([], 0) == (math.inf, math.inf)
