@@ -82,7 +82,9 @@ def main() -> None:
             report.note(
                 "In flight: runs and their running jobs are seeded (`bench/inflight.py`), "
                 "their first polls spread over one poll interval; staleness is read from "
-                "the database every 0.2 s."
+                "the database every 0.2 s. The bench waits for the first polls and the "
+                "sample at most one poll interval plus "
+                f"{inflight.WAIT_PAST_INTERVAL_S:g} s after the worker starts."
             )
         print(text_table(Report(report.figures[before:])), flush=True)
         print(f"{name} took {time.monotonic() - section_clock:.0f} s", flush=True)
