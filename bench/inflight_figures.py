@@ -59,8 +59,9 @@ def say_figures(figures: dict[str, float], say: Callable[[str], object]) -> None
 
 
 def _rss_stands(values: dict[str, float]) -> bool:
-    """The worker's memory grows with the runs it has polled: below 99% of them polled
-    within the wait, its RSS does not stand for every run in flight."""
+    """Whether the RSS was taken in the steady state it is meant to show, every run
+    followed: below 99% of the runs polled within the wait, the worker had not reached
+    it (it was behind, or stalled), and its RSS is not judged."""
     return values["polled_once"] >= 0.99 * values["runs"]
 
 
