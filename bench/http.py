@@ -208,11 +208,9 @@ def _minimal_load(
     options = ["--interface", "asgi", "--workers", "1", "--runtime-threads", "1"]
     where = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     cmd = python_command("granian", *options, *where, "bench.minimal_status_app:app")
-    database = str(vidgate.data_dir / "vidgate.db")
-    shown = shown_command([f"VIDGATE_BENCH_SQLITE={database}", *cmd], load.hide)
-    load.report.command(f"server, {MINIMAL}", shown)
+    env = {"VIDGATE_BENCH_SQLITE": str(vidgate.data_dir / "vidgate.db")}
+    load.report.command(f"server, {MINIMAL}", shown_command(cmd, load.hide, env))
     url = f"http://127.0.0.1:{port}{LEGACY_PATH}"
-    env = {"VIDGATE_BENCH_SQLITE": database}
     with run_server(cmd, url, tmp / "minimal.log", env):
         return load.measure(
             f"{MINIMAL}, -c{STATUS_C}", url, STATUS_C, "status.lua", script_args, headers
@@ -286,9 +284,8 @@ def submit_loads(load: Load, tmp: Path, postgres_url: str | None) -> dict[str, R
             load.hide[vidgate.key] = "$VIDGATE_API_KEY"
             headers = {"x-api-key": vidgate.key}
             base, cmd = stack.enter_context(vidgate.serve("--no-worker"))
-            settings = [f"{k}={v}" for k, v in env.items()]
             for label, command in (("API key", vidgate.key_command()), ("server", cmd)):
-                shown = shown_command([*settings, *command], load.hide)
+                shown = shown_command(command, load.hide, env)
                 load.report.command(f"{label}, submits on {name}", shown)
             first = httpx.post(base + "/api/generate-video", headers=headers, json=SUBMIT_BODY)
             if first.status_code != 202:

@@ -10,22 +10,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from bench.report import Figure
+from bench.report import Figure, percentile
 
 RSS_GOAL_MB = 500.0
 
 
 def staleness_percentiles(seen: list[float], missing: int) -> tuple[float, float]:
-    """p50 and p99 of the sample's staleness, ``seen`` sorted; the ``missing`` runs, not
+    """p50 and p99 of the sample's staleness; the ``missing`` runs, not
     seen within the wait, rank as staler than any (infinite), and so does an empty sample."""
     ranked = seen + [math.inf] * missing
     if not ranked:
         return math.inf, math.inf
-    return _percentile(ranked, 0.50), _percentile(ranked, 0.99)
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    return percentile(ranked, 0.50), percentile(ranked, 0.99)
 
 
 def say_figures(figures: dict[str, float], say: Callable[[str], object]) -> None:

@@ -33,7 +33,7 @@ from tests.providers import all_cases, provider_env, vidgate_config
 from tests.servers import VIDGATE, free_port, run_cli
 
 from bench.rawhttp import Connection
-from bench.report import Figure
+from bench.report import Figure, percentile, percentile_rank
 
 BODY = {"model": "testcard-video", "resolution": "480p", "duration": 1}
 WEBHOOKS = """
@@ -54,18 +54,9 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[_rank(len(ordered), q)]
-
-
-def _rank(count: int, q: float) -> int:
-    return min(count - 1, round(q * (count - 1)))
-
-
 def p99_rank(count: int) -> str:
     """Which of ``count`` values :func:`percentile` takes for p99, in words."""
-    from_top = count - _rank(count, 0.99)
+    from_top = count - percentile_rank(count, 0.99)
     return {1: "largest", 2: "second largest", 3: "third largest"}.get(
         from_top, f"{from_top}th largest"
     )

@@ -23,8 +23,6 @@ from typing import Any
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 ROOT = Path(__file__).resolve().parent.parent
-_ENV_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-"""A command's leading ``NAME=value`` word, which sets its environment."""
 NEW_DOC = f"""# Benchmarks
 
 Written by `make bench` between the markers below; edit outside them only.
@@ -113,28 +111,30 @@ class Report:
         return found
 
 
-def shown_command(cmd: Iterable[str], replace: Mapping[str, str] | None = None) -> str:
-    """A command line as a reader can run it: this interpreter as ``.venv/bin/python``, the
-    repository's paths relative, programs by name, and ``replace`` applied (temporary
-    dirs, keys: their stand-ins, such as ``$TMP``, stay open to the shell)."""
-    python, words = Path(sys.executable), []
-    program_seen = False  # leading NAME=value words set the environment; then the program
-    for arg in cmd:
-        setting = not program_seen and _ENV_WORD.match(arg) is not None
+def shown_command(
+    cmd: Iterable[str],
+    replace: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """A command line as a reader can run it: ``env``'s settings first (``NAME=value``),
+    this interpreter as ``.venv/bin/python``, the repository's paths relative, programs by
+    name, and ``replace`` applied (temporary dirs, keys: their stand-ins, such as ``$TMP``,
+    stay open to the shell)."""
+    python = Path(sys.executable)
+    words = [f"{name}={_quoted(_shown(value, replace))}" for name, value in (env or {}).items()]
+    for i, arg in enumerate(cmd):
         if arg == str(python):
             arg = _relative(python)
-        elif not program_seen and not setting and os.sep in arg:
+        elif i == 0 and os.sep in arg:
             arg = Path(arg).name  # a program on the PATH, such as nginx
-        program_seen = program_seen or not setting
-        for old, new in (replace or {}).items():
-            arg = arg.replace(old, new)
-        arg = arg.replace(str(ROOT) + os.sep, "")
-        if setting:  # quoted after the =, or the shell would take it for the program
-            name, _, value = arg.partition("=")
-            words.append(f"{name}={_quoted(value)}")
-        else:
-            words.append(_quoted(arg))
+        words.append(_quoted(_shown(arg, replace)))
     return " ".join(words)
+
+
+def _shown(arg: str, replace: Mapping[str, str] | None) -> str:
+    for old, new in (replace or {}).items():
+        arg = arg.replace(old, new)
+    return arg.replace(str(ROOT) + os.sep, "")
 
 
 def _quoted(arg: str) -> str:
@@ -258,3 +258,15 @@ def run_facts(started: datetime, tools: Mapping[str, str]) -> dict[str, str]:
         **machine(),
         **tools,
     }
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The value at quantile ``q`` of ``values``: the one of rank :func:`percentile_rank`
+    (nearest rank, none made up between two)."""
+    ordered = sorted(values)
+    return ordered[percentile_rank(len(ordered), q)]
+
+
+def percentile_rank(count: int, q: float) -> int:
+    """Which of ``count`` ordered values :func:`percentile` takes for quantile ``q``."""
+    return min(count - 1, round(q * (count - 1)))

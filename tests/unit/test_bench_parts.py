@@ -139,11 +139,11 @@ def test_commands_are_shown_without_this_machines_paths_or_keys() -> None:
     assert shown_command([sys.executable, "-m", "bench"]).endswith("python -m bench")
 
 
-def test_a_commands_environment_words_are_kept_whole() -> None:
-    cmd = ["VIDGATE_BENCH_SQLITE=/tmp/xyz/data/vidgate.db", "/usr/sbin/nginx", "-p", "/tmp/xyz/n"]
-    shown = shown_command(cmd, {"/tmp/xyz": "$TMP"})
+def test_a_commands_environment_is_shown_whole_before_it() -> None:
+    env = {"VIDGATE_BENCH_SQLITE": "/tmp/xyz/data/vidgate.db"}
+    shown = shown_command(["/usr/sbin/nginx", "-p", "/tmp/xyz/n"], {"/tmp/xyz": "$TMP"}, env)
     assert shown == "VIDGATE_BENCH_SQLITE=$TMP/data/vidgate.db nginx -p $TMP/n"
-    assert shown_command(["A=x y", "B=1", "prog", "C=2"]) == "A='x y' B=1 prog C=2"
+    assert shown_command(["prog", "C=2"], env={"A": "x y", "B": "1"}) == "A='x y' B=1 prog C=2"
 
 
 def inflight_values(**changes: float) -> dict[str, float]:
