@@ -57,9 +57,11 @@ async def test_a_postgres_listener_catches_up_after_losing_its_connection(
         listening.events.add_listener(lambda change: resynced.set() if change is None else None)
         with listening.events.watch(run.id) as watch:
             current = await listening.get(run.id)
+            # This test's database only: other tests' listeners (in parallel workers, on
+            # their own databases of the same server) carry the same application name.
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = $1",
+                "WHERE application_name = $1 AND datname = current_database()",
                 APPLICATION_NAME,
             )
             assert killed == 1
