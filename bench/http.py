@@ -3,6 +3,8 @@ and aimed at 127.0.0.1, every figure beside baselines measured in the same run:
 
 * nginx, one process, serving a status body of vidgate as a static file;
 * a trivial FastAPI route (``bench/baseline_app.py``) on uvicorn and on granian;
+* for the status routes, the servers' own ceiling: a raw ASGI callable answering that
+  same static body (``bench/raw_app.py``) on uvicorn and on granian;
 * for the status routes, the least a status poll with a real read can do
   (``bench/minimal_status_app.py``, on granian): raw ASGI, the key in a dict, one SQLite
   read of the same stored runs.
@@ -48,6 +50,11 @@ SERVERS = {
     "uvicorn": "FastAPI /ping on uvicorn",
     "granian": "FastAPI /ping on granian",
 }
+RAW_SERVERS = {
+    "raw uvicorn": "raw ASGI, static status JSON, on uvicorn",
+    "raw granian": "raw ASGI, static status JSON, on granian",
+}
+"""Measured at the status routes' connections only."""
 MINIMAL = "minimal status route on granian (raw ASGI, key in a dict, one SQLite read)"
 
 Result = wrk.WrkResult | str
@@ -100,8 +107,12 @@ def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None
         "its database share this "
         "machine's cores. A load with any answer of status 400 or more, or any socket "
         "error, is shown as broken, not as a figure. Ratio: req/s over nginx's req/s at "
-        "the same number of connections; the detail gives the ratios to the FastAPI "
-        "baselines too. `$TMP` is the run's temporary directory."
+        "the same number of connections; the detail gives the ratios to the other "
+        "baselines too. The raw ASGI baselines answer the static body nginx serves, with "
+        "no work at all: the servers' own ceiling for a status route. Baselines repeat "
+        "one request (`bench/lua/plain.lua`); status routes ask for random runs "
+        "(`bench/lua/status.lua`), which costs wrk itself more per request. "
+        "`$TMP` is the run's temporary directory."
     )
     report.note(
         "Submits: `serve --no-worker`, since an in-process worker would render every "
@@ -122,7 +133,8 @@ def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None
 
     for (server, connections), result in baselines.items():
         nginx_rps = None if server == "nginx" else rps(baselines["nginx", connections])
-        figure = _figure(BASELINES, f"{SERVERS[server]}, -c{connections}", result, {})
+        label = (SERVERS | RAW_SERVERS)[server]
+        figure = _figure(BASELINES, f"{label}, -c{connections}", result, {})
         baseline = "" if server == "nginx" else f"nginx -c{connections}"
         report.add(replace(figure, baseline=baseline, baseline_value=nginx_rps))
     nginx_rps = rps(baselines["nginx", STATUS_C])
@@ -131,6 +143,7 @@ def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None
     goal = f">= {STATUS_GOAL_RATIO:.2f}x nginx and p99 < {STATUS_GOAL_P99_MS:g} ms"
     for what, result in status.items():
         versus = compared(STATUS_C) | {"minimal status route": rps(minimal)}
+        versus |= {f"{n} -c{STATUS_C}": rps(baselines[n, STATUS_C]) for n in RAW_SERVERS}
         figure = _figure(STATUS, what, result, versus, goal)
         if figure.ratio is not None and isinstance(result, wrk.WrkResult):
             met = figure.ratio >= STATUS_GOAL_RATIO and result.p99_ms < STATUS_GOAL_P99_MS
@@ -204,14 +217,9 @@ def status_loads(load: Load, tmp: Path) -> tuple[dict[str, Result], bytes, Resul
 def _minimal_load(
     load: Load, tmp: Path, vidgate: Vidgate, script_args: tuple[str, str], headers: dict[str, str]
 ) -> Result:
-    port = free_port()
-    options = ["--interface", "asgi", "--workers", "1", "--runtime-threads", "1"]
-    where = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    cmd = python_command("granian", *options, *where, "bench.minimal_status_app:app")
     env = {"VIDGATE_BENCH_SQLITE": str(vidgate.data_dir / "vidgate.db")}
-    load.report.command(f"server, {MINIMAL}", shown_command(cmd, load.hide, env))
-    url = f"http://127.0.0.1:{port}{LEGACY_PATH}"
-    with run_server(cmd, url, tmp / "minimal.log", env):
+    app, log = "bench.minimal_status_app:app", tmp / "minimal.log"
+    with _asgi_server(load, MINIMAL, "granian", app, LEGACY_PATH, log, env) as url:
         return load.measure(
             f"{MINIMAL}, -c{STATUS_C}", url, STATUS_C, "status.lua", script_args, headers
         )
@@ -241,6 +249,9 @@ def baseline_loads(load: Load, tmp: Path, body: bytes) -> dict[tuple[str, int], 
             for connections in (STATUS_C, SUBMIT_C):
                 label = f"{SERVERS[server]}, -c{connections}"
                 found[server, connections] = load.measure(label, url, connections)
+    for server, label in RAW_SERVERS.items():
+        with _raw_server(load, server, tmp, body) as url:
+            found[server, STATUS_C] = load.measure(f"{label}, -c{STATUS_C}", url, STATUS_C)
     return found
 
 
@@ -253,16 +264,46 @@ def _baseline_server(load: Load, server: str, tmp: Path, body: bytes) -> Iterato
             load.report.command("server, nginx", shown_command(cmd, load.hide))
             yield f"{base}{STATUS_PATH}?requestId=static"
         return
+    app, log = "bench.baseline_app:app", tmp / f"{server}.log"
+    with _asgi_server(load, SERVERS[server], server, app, "/ping", log) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _raw_server(load: Load, server: str, tmp: Path, body: bytes) -> Iterator[str]:
+    """Start ``bench/raw_app.py``, answering ``body``, on uvicorn or granian; yields the URL
+    to load."""
+    body_file = tmp / "raw-body.json"
+    body_file.write_bytes(body)
+    env = {"VIDGATE_BENCH_BODY": str(body_file)}
+    kind, log = server.split()[-1], tmp / f"{server.replace(' ', '-')}.log"
+    path = f"{STATUS_PATH}?requestId=static"
+    with _asgi_server(load, RAW_SERVERS[server], kind, "bench.raw_app:app", path, log, env) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _asgi_server(
+    load: Load,
+    label: str,
+    server: str,
+    app: str,
+    path: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """Start ``app`` on ``server`` (uvicorn, or granian with one worker and one runtime
+    thread) on a free port; yields the URL of ``path``."""
     port = free_port()
     where = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     if server == "uvicorn":
-        cmd = python_command("uvicorn", *where, "bench.baseline_app:app")
+        cmd = python_command("uvicorn", *where, app)
     else:
         options = ["--interface", "asgi", "--workers", "1", "--runtime-threads", "1"]
-        cmd = python_command("granian", *options, *where, "bench.baseline_app:app")
-    load.report.command(f"server, {SERVERS[server]}", shown_command(cmd, load.hide))
-    url = f"http://127.0.0.1:{port}/ping"
-    with run_server(cmd, url, tmp / f"{server}.log"):
+        cmd = python_command("granian", *options, *where, app)
+    load.report.command(f"server, {label}", shown_command(cmd, load.hide, env))
+    url = f"http://127.0.0.1:{port}{path}"
+    with run_server(cmd, url, log, env):
         yield url
 
 
