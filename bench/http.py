@@ -3,11 +3,11 @@ and aimed at 127.0.0.1, every figure beside baselines measured in the same run:
 
 * nginx, one process, serving a status body of vidgate as a static file;
 * a trivial FastAPI route (``bench/baseline_app.py``) on uvicorn and on granian;
-* for the status routes, the servers' own ceiling: a raw ASGI callable answering that
-  same static body (``bench/raw_app.py``) on uvicorn and on granian;
-* for the status routes, the least a status poll with a real read can do
-  (``bench/minimal_status_app.py``, on granian): raw ASGI, the key in a dict, one SQLite
-  read of the same stored runs.
+* for the status routes, under the very load the routes get (random runs, the API key):
+  the servers' own ceiling, a raw ASGI callable answering nginx's static body with no
+  work at all (``bench/raw_app.py``), on uvicorn and on granian; and the least a status
+  poll with a real read can do (``bench/minimal_status_app.py``, on granian): raw ASGI,
+  the key in a dict, one SQLite read of the same stored runs.
 
 vidgate figures:
 
@@ -50,12 +50,12 @@ SERVERS = {
     "uvicorn": "FastAPI /ping on uvicorn",
     "granian": "FastAPI /ping on granian",
 }
-RAW_SERVERS = {
-    "raw uvicorn": "raw ASGI, static status JSON, on uvicorn",
-    "raw granian": "raw ASGI, static status JSON, on granian",
-}
-"""Measured at the status routes' connections only."""
 MINIMAL = "minimal status route on granian (raw ASGI, key in a dict, one SQLite read)"
+CEILINGS = {
+    "uvicorn": "raw ASGI on uvicorn, no work (the status routes' load)",
+    "granian": "raw ASGI on granian, no work (the status routes' load)",
+}
+"""The servers alone, answering a status body under the status routes' load, by server."""
 
 Result = wrk.WrkResult | str
 """What a load gave: a result, or why there is none."""
@@ -108,10 +108,11 @@ def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None
         "machine's cores. A load with any answer of status 400 or more, or any socket "
         "error, is shown as broken, not as a figure. Ratio: req/s over nginx's req/s at "
         "the same number of connections; the detail gives the ratios to the other "
-        "baselines too. The raw ASGI baselines answer the static body nginx serves, with "
-        "no work at all: the servers' own ceiling for a status route. Baselines repeat "
-        "one request (`bench/lua/plain.lua`); status routes ask for random runs "
-        "(`bench/lua/status.lua`), which costs wrk itself more per request. "
+        "baselines too. nginx and the FastAPI baselines get one request again and again "
+        "(`bench/lua/plain.lua`). The raw ASGI and minimal status baselines get the status "
+        "routes' own load (`bench/lua/status.lua`: a random run each time, with the API "
+        "key); the raw ones answer the static body nginx serves, doing no work at all: "
+        "their servers' ceiling for a status route. "
         "`$TMP` is the run's temporary directory."
     )
     report.note(
@@ -124,7 +125,7 @@ def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None
     with tempfile.TemporaryDirectory(prefix="vidgate-bench-") as name:
         load = Load(report, seconds, hide={name: "$TMP"})
         tmp = Path(name)
-        status, body, minimal = status_loads(load, tmp)
+        status, body, beside = status_loads(load, tmp)
         baselines = baseline_loads(load, tmp, body)
         submits = submit_loads(load, tmp, postgres_url)
 
@@ -133,17 +134,19 @@ def http_bench(report: Report, seconds: float, postgres_url: str | None) -> None
 
     for (server, connections), result in baselines.items():
         nginx_rps = None if server == "nginx" else rps(baselines["nginx", connections])
-        label = (SERVERS | RAW_SERVERS)[server]
-        figure = _figure(BASELINES, f"{label}, -c{connections}", result, {})
+        figure = _figure(BASELINES, f"{SERVERS[server]}, -c{connections}", result, {})
         baseline = "" if server == "nginx" else f"nginx -c{connections}"
         report.add(replace(figure, baseline=baseline, baseline_value=nginx_rps))
     nginx_rps = rps(baselines["nginx", STATUS_C])
-    figure = _figure(BASELINES, f"{MINIMAL}, -c{STATUS_C}", minimal, {})
-    report.add(replace(figure, baseline=f"nginx -c{STATUS_C}", baseline_value=nginx_rps))
+    for label, result in beside.items():
+        figure = _figure(BASELINES, f"{label}, -c{STATUS_C}", result, {})
+        report.add(replace(figure, baseline=f"nginx -c{STATUS_C}", baseline_value=nginx_rps))
     goal = f">= {STATUS_GOAL_RATIO:.2f}x nginx and p99 < {STATUS_GOAL_P99_MS:g} ms"
     for what, result in status.items():
-        versus = compared(STATUS_C) | {"minimal status route": rps(minimal)}
-        versus |= {f"{n} -c{STATUS_C}": rps(baselines[n, STATUS_C]) for n in RAW_SERVERS}
+        versus = compared(STATUS_C) | {
+            "minimal status route": rps(beside[MINIMAL]),
+            **{f"raw {server}": rps(beside[label]) for server, label in CEILINGS.items()},
+        }
         figure = _figure(STATUS, what, result, versus, goal)
         if figure.ratio is not None and isinstance(result, wrk.WrkResult):
             met = figure.ratio >= STATUS_GOAL_RATIO and result.p99_ms < STATUS_GOAL_P99_MS
@@ -178,10 +181,11 @@ def _figure(
     )
 
 
-def status_loads(load: Load, tmp: Path) -> tuple[dict[str, Result], bytes, Result]:
+def status_loads(load: Load, tmp: Path) -> tuple[dict[str, Result], bytes, dict[str, Result]]:
     """The two status routes against stored runs; also returns a completed run's unified
-    status body (for nginx to serve), and the minimal status route's result on the same
-    runs (the legacy route's queries)."""
+    status body (for nginx to serve), and the results of the baselines loaded as the
+    legacy route is (its queries, the key), by label: the raw servers' ceilings
+    (:data:`CEILINGS`) and the minimal status route."""
     vidgate = Vidgate.create(tmp / "status", CONFIG)
     load.hide[vidgate.key] = "$VIDGATE_API_KEY"
     seeded = seed.seed_runs(vidgate.data_dir, vidgate.key_name, STORED_RUNS)
@@ -207,22 +211,37 @@ def status_loads(load: Load, tmp: Path) -> tuple[dict[str, Result], bytes, Resul
             results[what] = load.measure(
                 what, base + path, STATUS_C, "status.lua", (path, str(queries)), headers
             )
-    minimal = _minimal_load(load, tmp, vidgate, (LEGACY_PATH, str(legacy)), headers)
+    beside = _beside_loads(load, tmp, vidgate, body, (LEGACY_PATH, str(legacy)), headers)
     after = seed.status_counts(vidgate.data_dir)
     if after != seeded.counts:
         load.report.note(f"The stored runs changed under the load: {seeded.counts} -> {after}")
-    return results, body, minimal
+    return results, body, beside
 
 
-def _minimal_load(
-    load: Load, tmp: Path, vidgate: Vidgate, script_args: tuple[str, str], headers: dict[str, str]
-) -> Result:
-    env = {"VIDGATE_BENCH_SQLITE": str(vidgate.data_dir / "vidgate.db")}
-    app, log = "bench.minimal_status_app:app", tmp / "minimal.log"
-    with _asgi_server(load, MINIMAL, "granian", app, LEGACY_PATH, log, env) as url:
-        return load.measure(
-            f"{MINIMAL}, -c{STATUS_C}", url, STATUS_C, "status.lua", script_args, headers
-        )
+def _beside_loads(
+    load: Load,
+    tmp: Path,
+    vidgate: Vidgate,
+    body: bytes,
+    script_args: tuple[str, str],
+    headers: dict[str, str],
+) -> dict[str, Result]:
+    """The raw servers' ceilings (answering ``body``) and the minimal status route (reading
+    ``vidgate``'s database), each under the legacy route's load; results by label."""
+    body_file = tmp / "raw-body.json"
+    body_file.write_bytes(body)
+    raw_env = {"VIDGATE_BENCH_BODY": str(body_file)}
+    servers = {label: ("bench.raw_app:app", server, raw_env) for server, label in CEILINGS.items()}
+    minimal_env = {"VIDGATE_BENCH_SQLITE": str(vidgate.data_dir / "vidgate.db")}
+    servers[MINIMAL] = ("bench.minimal_status_app:app", "granian", minimal_env)
+    found: dict[str, Result] = {}
+    for label, (app, server, env) in servers.items():
+        log = tmp / f"{app.split(':')[0]}-{server}.log"
+        with _asgi_server(load, label, server, app, LEGACY_PATH, log, env) as url:
+            found[label] = load.measure(
+                f"{label}, -c{STATUS_C}", url, STATUS_C, "status.lua", script_args, headers
+            )
+    return found
 
 
 def _check_status_routes(base: str, headers: dict[str, str], seeded: seed.Seeded) -> bytes:
@@ -249,9 +268,6 @@ def baseline_loads(load: Load, tmp: Path, body: bytes) -> dict[tuple[str, int], 
             for connections in (STATUS_C, SUBMIT_C):
                 label = f"{SERVERS[server]}, -c{connections}"
                 found[server, connections] = load.measure(label, url, connections)
-    for server, label in RAW_SERVERS.items():
-        with _raw_server(load, server, tmp, body) as url:
-            found[server, STATUS_C] = load.measure(f"{label}, -c{STATUS_C}", url, STATUS_C)
     return found
 
 
@@ -266,19 +282,6 @@ def _baseline_server(load: Load, server: str, tmp: Path, body: bytes) -> Iterato
         return
     app, log = "bench.baseline_app:app", tmp / f"{server}.log"
     with _asgi_server(load, SERVERS[server], server, app, "/ping", log) as url:
-        yield url
-
-
-@contextlib.contextmanager
-def _raw_server(load: Load, server: str, tmp: Path, body: bytes) -> Iterator[str]:
-    """Start ``bench/raw_app.py``, answering ``body``, on uvicorn or granian; yields the URL
-    to load."""
-    body_file = tmp / "raw-body.json"
-    body_file.write_bytes(body)
-    env = {"VIDGATE_BENCH_BODY": str(body_file)}
-    kind, log = server.split()[-1], tmp / f"{server.replace(' ', '-')}.log"
-    path = f"{STATUS_PATH}?requestId=static"
-    with _asgi_server(load, RAW_SERVERS[server], kind, "bench.raw_app:app", path, log, env) as url:
         yield url
 
 
