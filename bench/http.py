@@ -312,7 +312,7 @@ def _asgi_server(
 
 def submit_loads(load: Load, tmp: Path, postgres_url: str | None) -> dict[str, Result]:
     results: dict[str, Result] = {}
-    setups = [("SQLite", None)]
+    setups: list[tuple[str, str | None]] = [("SQLite", None)]
     if postgres_url:
         setups.append(("PostgreSQL", postgres_url))
     else:
@@ -321,7 +321,7 @@ def submit_loads(load: Load, tmp: Path, postgres_url: str | None) -> dict[str, R
         )
     for name, url in setups:
         with contextlib.ExitStack() as stack:
-            env = {}
+            env: dict[str, str] = {}
             if url is not None:
                 env["VIDGATE_DATABASE_URL"] = stack.enter_context(fresh_database(url))
             vidgate = Vidgate.create(tmp / f"submit-{name.lower()}", CONFIG, env)
