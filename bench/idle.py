@@ -51,7 +51,9 @@ async def held(client: httpx.AsyncClient, base: str, run_ids: list[str]) -> Asyn
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def streams_open(client: httpx.AsyncClient, base: str, run_ids: list[str]) -> list[object]:
+async def streams_open(
+    client: httpx.AsyncClient, base: str, run_ids: list[str]
+) -> list[asyncio.Task[None]]:
     """Open one event stream per id and keep reading it in the background."""
 
     async def follow(run_id: str) -> None:

@@ -127,7 +127,12 @@ def proc_status(pid: int) -> dict[str, float]:
 
 
 def seed(
-    base: str, database_url: str, count: int, sample: int, interval_s: float, window: tuple
+    base: str,
+    database_url: str,
+    count: int,
+    sample: int,
+    interval_s: float,
+    window: tuple[float, float],
 ) -> dict[str, float]:
     """Create ``count`` running jobs at the emulator and their runs in the database, their
     first polls spread over the next ``interval_s``. The first ``sample`` jobs finish at

@@ -319,8 +319,8 @@ def create_app(state: FalState) -> Starlette:
         prompts sent in more than one job (a soak's check that no run was paid twice)."""
         with state.lock:
             prompts = collections.Counter(j.input.get("prompt") for j in state.jobs.values())
-        prompts.pop(None, None)  # seeded jobs have no prompt
-        repeated = sorted(prompt for prompt, n in prompts.items() if n > 1)
+        # seeded jobs have no prompt
+        repeated = sorted(prompt for prompt, n in prompts.items() if prompt is not None and n > 1)
         return JSONResponse(
             {"jobs": len(state.jobs), **state.counters, "repeated_prompts": repeated}
         )

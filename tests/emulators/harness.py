@@ -137,8 +137,8 @@ class Faults:
                 media_type="application/json",
                 headers=fault.headers,
             )
-        body = fault.body if fault.body is not None else {"error": f"emulated {fault.status}"}
-        return JSONResponse(body, status_code=fault.status, headers=fault.headers)
+        payload = fault.body if fault.body is not None else {"error": f"emulated {fault.status}"}
+        return JSONResponse(payload, status_code=fault.status, headers=fault.headers)
 
 
 def free_port() -> int:
