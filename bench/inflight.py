@@ -42,7 +42,8 @@ import uvicorn
 from sqlalchemy import create_engine, insert, select, update
 from tests.servers import VIDGATE, free_port, run_cli
 
-from bench.inflight_figures import say_figures, staleness_percentiles
+from bench.inflight_figures import figures_of, staleness_percentiles
+from bench.report import Report, text_table
 from vidgate.store.schema import api_keys, runs
 
 APP = "fal-ai/veo2"
@@ -258,7 +259,7 @@ def inflight_bench(
                 print(f"worker exited with {worker.returncode}:\n{tail}", flush=True)
         figures["seed_s"] = seed_s
         figures["all_in_flight_s"] += seed_s
-    say_figures(figures, say)
+    say(text_table(Report(figures_of(figures))))
     return figures
 
 

@@ -8,7 +8,6 @@ shows as "no figure", with a note, never as a verdict.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from bench.report import Figure, percentile
 
@@ -22,36 +21,6 @@ def staleness_percentiles(seen: list[float], missing: int) -> tuple[float, float
     if not ranked:
         return math.inf, math.inf
     return percentile(ranked, 0.50), percentile(ranked, 0.99)
-
-
-def say_figures(figures: dict[str, float], say: Callable[[str], object]) -> None:
-    """The figures as lines of text, told to ``say``."""
-
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "NOT met"
-
-    runs, interval = figures["runs"], figures["poll_interval_s"]
-    rss, p99 = figures["rss_mb"], figures["staleness_p99_s"]
-    needed, done = figures["polls_per_s_needed"], figures["polls_per_s"]
-    say(f"\nRemote runs in flight: {runs:,.0f} in one worker process (fal emulator, SQLite)")
-    say(f"  poll interval {interval:g} s: {needed:,.0f} polls/s needed; made {done:,.0f} polls/s")
-    say(f"  worker CPU: {figures['worker_cpu_per_s']:.2f} cores while polling")
-    say(
-        f"  RSS {rss:.0f} MB with all in flight (peak {figures['rss_peak_mb']:.0f} MB), "
-        f"{figures['rss_per_run_kb']:.2f} KB per run; goal < {RSS_GOAL_MB:.0f} MB: "
-        f"{verdict(rss < RSS_GOAL_MB) if _rss_stands(figures) else 'not measured'}"
-    )
-    say(
-        f"  staleness over {figures['sample']:.0f} completions: p50 "
-        f"{_seconds(figures['staleness_p50_s'])}, p99 {_seconds(p99)} (max "
-        f"{_seconds(figures['staleness_max_s'])}, {figures['sample_missing']:.0f} not seen); "
-        f"goal p99 < {2 * interval:g} s (2 x poll interval): "
-        f"{verdict(p99 < 2 * interval) if math.isfinite(p99) else 'not measured'}"
-    )
-    say(
-        f"  in flight after {figures['all_in_flight_s']:.1f} s (seeding "
-        f"{figures['seed_s']:.1f} s, then {_polled_text(figures)})"
-    )
 
 
 def _rss_stands(values: dict[str, float]) -> bool:
